@@ -1,0 +1,1 @@
+"""raycondi: confidence-distilled clip selection for batch video labelling on Ray."""

@@ -1,0 +1,1 @@
+"""Datasets: the synthetic action benchmark, dataset layouts and clip shards."""

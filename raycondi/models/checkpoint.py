@@ -1,0 +1,231 @@
+"""Model checkpoints: a directory (local path or ``s3://`` URI) holding ``config.json`` and ``model.pt``.
+
+``config.json`` is a ``CheckpointConfig``: what to build (registry name, builder kwargs, plain model or
+two-headed student, number of classes) and how to feed it (class names, clip length, crop size,
+normalisation). ``model.pt`` is the model's ``state_dict`` written by ``torch.save``.
+
+Loading never unpickles arbitrary objects: ``model.pt`` is read with ``torch.load(weights_only=True)``,
+which only rebuilds tensors and plain containers, and the model itself is rebuilt from ``config.json``
+through the registry. Every way a checkpoint directory can be wrong -- a missing file, a config that is
+not JSON or not a config, an architecture the registry does not know, a ``model.pt`` that is not a plain
+state dict or does not fit the architecture -- raises ``CheckpointError`` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from raycondi.models.registry import build_model
+from raycondi.models.student import build_student
+from raycondi.video.storage import StorageOptions, exists, join, read_bytes, write_bytes
+
+__all__ = [
+    "CONFIG_FILE",
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "MODEL_FILE",
+    "CheckpointConfig",
+    "CheckpointError",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.pt"
+
+# Per-channel RGB statistics of Kinetics-400 on [0, 1] pixels, as torchvision's video models use.
+KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
+KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that is missing or does not hold what it should. ``str()`` = f"{uri}: {reason}"."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        self.uri = uri
+        self.reason = reason
+        super().__init__(f"{uri}: {reason}")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Everything needed to rebuild a model and feed it clips; stored as ``config.json``.
+
+    Attributes:
+        architecture: a name from ``raycondi.models.list_models()``.
+        num_classes: number of class logits.
+        student: True for a two-headed student (``build_student``), False for ``build_model``.
+        model_kwargs: the builder's keyword arguments (e.g. ``{"width": 1.0}``); JSON values only.
+        class_names: the label of each class index, or empty when unknown.
+        clip_len: frames per clip.
+        crop_size: height and width of a clip.
+        mean, std: per-channel RGB normalisation of [0, 1] pixels: ``(x - mean) / std``.
+    """
+
+    architecture: str
+    num_classes: int
+    student: bool = False
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+    clip_len: int = 16
+    crop_size: int = 112
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; store tuples so a loaded config equals the saved one.
+        for name in ("class_names", "mean", "std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+        scalar_types = {"architecture": str, "student": bool, "num_classes": int, "clip_len": int, "crop_size": int}
+        problems = [
+            f"{name} must be {kind.__name__}, got {getattr(self, name)!r}"
+            for name, kind in scalar_types.items()
+            if type(getattr(self, name)) is not kind  # exact: True is not a num_classes
+        ]
+        if problems:
+            raise ValueError("invalid CheckpointConfig: " + "; ".join(problems))
+        if self.num_classes < 1:
+            problems.append(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            problems.append(f"{len(self.class_names)} class_names for num_classes={self.num_classes}")
+        if self.clip_len < 1 or self.crop_size < 1:
+            problems.append(f"clip_len and crop_size must be >= 1, got {self.clip_len} and {self.crop_size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            problems.append(f"mean and std need 3 values each, std > 0; got {self.mean} and {self.std}")
+        if problems:
+            raise ValueError("invalid CheckpointConfig: " + "; ".join(problems))
+
+    def build(self) -> nn.Module:
+        """The untrained model this config describes."""
+        builder = build_student if self.student else build_model
+        return builder(self.architecture, self.num_classes, **self.model_kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CheckpointConfig:
+        """Parse ``to_json``'s output; ``ValueError`` for anything else."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(data) - known):
+            raise ValueError(f"unknown keys {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as e:  # a missing required key or a value of the wrong type
+            raise ValueError(str(e)) from None
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module under DistributedDataParallel/DataParallel and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str | None:
+    """A description of how ``found`` differs from ``expected`` in keys and shapes, or None if it fits."""
+
+    def listing(names: list[str]) -> str:
+        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [
+        f"{k} {tuple(found[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} keys ({listing(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({listing(unexpected)})")
+    if reshaped:
+        problems.append(f"{len(reshaped)} shapes differ, saved vs expected ({listing(reshaped)})")
+    return "; ".join(problems) or None
+
+
+def save_checkpoint(
+    model: nn.Module, directory: str, config: CheckpointConfig, *, storage: StorageOptions | None = None
+) -> None:
+    """Write ``model.pt`` (``model``'s state dict, on the CPU), then ``config.json``, under ``directory``.
+
+    ``directory`` is a local path or an ``s3://`` URI. ``config.json`` is written last, so a directory
+    that has one also has the complete weights.
+
+    ``model`` may be wrapped in DDP or ``torch.compile``. Raises ``ValueError`` before writing anything if
+    its state dict does not fit the architecture ``config`` describes (checked on the meta device, so it
+    costs no memory) or ``config.model_kwargs`` is not JSON.
+    """
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    with torch.device("meta"):
+        expected = config.build().state_dict()
+    if problem := _state_dict_mismatch(expected, state):
+        raise ValueError(f"model does not fit {config.architecture} ({'student' if config.student else 'model'}, "
+                         f"{config.num_classes} classes, {config.model_kwargs}): {problem}")
+    try:
+        config_json = config.to_json()
+    except TypeError as e:
+        raise ValueError(f"config.model_kwargs must hold JSON values: {e}") from None
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(join(directory, MODEL_FILE), buffer.getvalue(), storage)
+    write_bytes(join(directory, CONFIG_FILE), config_json.encode(), storage)
+
+
+def _read(uri: str, storage: StorageOptions | None) -> bytes:
+    if not exists(uri, storage):
+        raise CheckpointError(uri, "missing; a checkpoint directory holds config.json and model.pt")
+    return read_bytes(uri, storage)
+
+
+def load_checkpoint(
+    directory: str, *, map_location: str | torch.device = "cpu", storage: StorageOptions | None = None
+) -> tuple[nn.Module, CheckpointConfig]:
+    """Rebuild the model saved under ``directory`` (local path or ``s3://`` URI) and load its weights.
+
+    Returns ``(model, config)``; the model is in training mode, as ``build_model`` returns it (call
+    ``.eval()`` for inference). Raises ``CheckpointError`` naming the file for a missing, unreadable or
+    mismatched ``config.json`` or ``model.pt``; storage failures other than a missing file (network,
+    permissions) stay ``StorageError``.
+    """
+    config_uri = join(directory, CONFIG_FILE)
+    model_uri = join(directory, MODEL_FILE)
+    try:
+        config = CheckpointConfig.from_json(_read(config_uri, storage).decode())
+    except UnicodeDecodeError as e:
+        raise CheckpointError(config_uri, f"not UTF-8 text: {e}") from None
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(config_uri, f"not a raycondi checkpoint config: {e}") from None
+    try:
+        model = config.build()
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(config_uri, f"cannot build the model it describes: {e}") from None
+
+    data = _read(model_uri, storage)
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as e:  # weights_only refusals are pickle.UnpicklingError; corrupt archives RuntimeError
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(model_uri, f"refused: not a plain state dict of tensors ({first_line})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(model_uri, f"refused: expected a state dict of tensors, got {type(state).__name__}")
+    if problem := _state_dict_mismatch(model.state_dict(), state):
+        raise CheckpointError(model_uri, f"does not fit {config.architecture} as described in {CONFIG_FILE}: {problem}")
+    model.load_state_dict(state)
+    return model.to(map_location), config
