@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from raycondi.models._init import init_weights
+
 __all__ = ["MobileNetV2_3D", "WIDTHS", "mobilenetv2_3d"]
 
 WIDTHS: tuple[float, ...] = (0.2, 0.45, 0.7, 1.0)
@@ -82,15 +84,7 @@ class MobileNetV2_3D(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.avgpool(self.features(x)).flatten(1)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from raycondi.models._init import init_weights
+
 __all__ = ["ResNeXt3D", "ResNeXtBottleneck3D", "LAYERS", "resnext3d"]
 
 # Bottlenecks per stage for each depth.
@@ -69,15 +71,7 @@ class ResNeXt3D(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(1024 * ResNeXtBottleneck3D.expansion, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def _make_layer(self, planes: int, blocks: int, cardinality: int, stride: int) -> nn.Sequential:
         outplanes = planes * ResNeXtBottleneck3D.expansion

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from raycondi.models._init import init_weights
+
 __all__ = ["ShuffleNetV2_3D", "STAGE_CHANNELS", "shufflenetv2_3d"]
 
 # Output channels of the stem, the three stages and the last 1x1x1 convolution, per width multiplier.
@@ -105,15 +107,7 @@ class ShuffleNetV2_3D(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.conv1(x))
