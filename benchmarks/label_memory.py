@@ -1,0 +1,183 @@
+"""Peak memory of the labelling pipeline on one long video, above the idle Ray baseline.
+
+Generates a synthetic video of ``--minutes`` minutes (:mod:`raycondi.datasets.synthetic`; the file is reused
+when it already exists in ``--workdir``), saves random-init teacher and student checkpoints at the paper's
+clip geometry (16 frames of 112x112 by default), starts a local Ray with ``--num-cpus`` CPUs, and measures
+the memory of this Ray instance's processes (GCS, raylet, dashboard agents, workers and actors: every
+descendant of the head processes; not this driver) by reading ``/proc`` every ``--interval`` seconds:
+
+* idle baseline: the largest sample over a few seconds after ``ray.init``, before the job starts;
+* peak: the largest sample while :func:`raycondi.pipeline.label.label_videos` runs.
+
+Two sums are reported: RSS (what ``ps`` shows; shared pages such as Ray's object store are counted once per
+process that maps them, so this over-counts) and PSS (shared pages split between the processes mapping them).
+The target of issue 5 is a peak below 1.5 GB above the baseline, in RSS.
+
+    python benchmarks/label_memory.py                     # 10-minute 320x240 video, K=5
+    python benchmarks/label_memory.py --minutes 1 --k 8   # quicker
+
+The table is printed and the figures written to ``benchmarks/results/label_memory_{minutes}min.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import ray
+import torch
+
+from raycondi.datasets.synthetic import SynthConfig, generate_dataset
+from raycondi.models import CheckpointConfig, build_model, build_student, save_checkpoint
+from raycondi.pipeline.label import LabelConfig, label_videos
+
+RESULTS = Path(__file__).parent / "results"
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def ray_pids() -> set[int]:
+    """This Ray instance's processes: its head processes and all their descendants."""
+    node = ray._private.worker._global_node
+    roots = [p.process.pid for handles in node.all_processes.values() for p in handles]
+    children, found = _children(), set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack += children.get(pid, [])
+    return found
+
+
+def memory(pids: set[int]) -> tuple[int, int]:
+    """(sum of RSS, sum of PSS) in bytes over ``pids`` (processes that have exited count 0)."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            rss += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return rss, pss
+
+
+class Sampler(threading.Thread):
+    """Samples :func:`memory` of :func:`ray_pids` every ``interval`` seconds, keeping the maxima."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.stopped = interval, threading.Event()
+        self.peak_rss = self.peak_pss = self.samples = 0
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            rss, pss = memory(ray_pids())
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            self.samples += 1
+            self.stopped.wait(self.interval)
+
+    def stop(self) -> Sampler:
+        self.stopped.set()
+        self.join()
+        return self
+
+
+def make_inputs(args: argparse.Namespace, workdir: Path) -> tuple[str, str, str]:
+    videos = workdir / f"video_{args.minutes:g}min_{args.width}x{args.height}"
+    if not (videos / "classInd.txt").exists():
+        started = time.perf_counter()
+        seconds = args.minutes * 60
+        generate_dataset(str(videos), SynthConfig(videos=1, classes=2, width=args.width, height=args.height,
+                                                  min_seconds=seconds, max_seconds=seconds), workers=1)
+        print(f"generated a {args.minutes:g}-minute video in {time.perf_counter() - started:.0f} s")
+    names = ("MoveLeft", "MoveRight")
+    common = dict(num_classes=2, class_names=names, clip_len=args.clip_len, crop_size=args.crop)
+    teacher = build_model(args.teacher, 2)
+    save_checkpoint(teacher, str(workdir / "teacher"), CheckpointConfig(args.teacher, **common))
+    student = build_student("shufflenetv2_3d", 2, width=args.student_width)
+    save_checkpoint(student, str(workdir / "student"), CheckpointConfig(
+        "shufflenetv2_3d", student=True, model_kwargs={"width": args.student_width}, **common))
+    return str(videos), str(workdir / "teacher"), str(workdir / "student")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--clip-len", type=int, default=16)
+    parser.add_argument("--crop", type=int, default=112)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--teacher", default="r3d_18", help="teacher architecture (default r3d_18)")
+    parser.add_argument("--student-width", type=float, default=1.0, help="shufflenetv2_3d width of the student")
+    parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
+    parser.add_argument("--workdir", default=None, help="where the video and checkpoints go (default: a temp dir)")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="label_memory_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    videos, teacher, student = make_inputs(args, workdir)
+    output = workdir / f"labels_{time.strftime('%Y%m%d-%H%M%S')}"
+
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    time.sleep(5.0)  # let the head processes settle
+    idle = Sampler(args.interval)
+    idle.start()
+    time.sleep(3.0)
+    idle.stop()
+
+    config = LabelConfig(videos, str(output), teacher, student, k=args.k)
+    job = Sampler(args.interval)
+    job.start()
+    summary = label_videos(config)
+    job.stop()
+    ray.shutdown()
+
+    gib = 1 << 30
+    result = {
+        "video_minutes": args.minutes, "resolution": f"{args.width}x{args.height}",
+        "clip": f"{args.clip_len}x{args.crop}x{args.crop}", "k": args.k, "teacher": args.teacher,
+        "student": f"shufflenetv2_3d width {args.student_width}", "num_cpus": args.num_cpus,
+        "num_clips": summary.dense_clips, "clips_to_teacher": summary.clips_to_teacher,
+        "videos_ok": summary.videos_ok, "job_seconds": round(summary.seconds, 1),
+        "idle_rss_gib": round(idle.peak_rss / gib, 3), "peak_rss_gib": round(job.peak_rss / gib, 3),
+        "peak_above_idle_rss_gib": round((job.peak_rss - idle.peak_rss) / gib, 3),
+        "idle_pss_gib": round(idle.peak_pss / gib, 3), "peak_pss_gib": round(job.peak_pss / gib, 3),
+        "peak_above_idle_pss_gib": round((job.peak_pss - idle.peak_pss) / gib, 3),
+        "samples": job.samples, "target_gib": 1.5, "host": platform.node(), "torch_threads": torch.get_num_threads(),
+    }
+    result["within_target"] = result["peak_above_idle_rss_gib"] < result["target_gib"]
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    path = RESULTS / f"label_memory_{args.minutes:g}min.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""``raycondi evaluate``: the teacher and every student over a split's clips once, then the paper's tables.
+
+:func:`evaluate` runs, top to bottom:
+
+1. check the inputs (shards' ``dataset.json``, checkpoints that fit them) before any model runs;
+2. :func:`~raycondi.evaluation.inference.predict_clips`: per-clip outputs and per-model seconds (Ray Data);
+3. the per-clip costs (:class:`~raycondi.evaluation.timing.ClipCosts`): the models' measured seconds per
+   clip, and decode seconds per clip timed on the split's source videos (or given);
+4. every selection rule per video (:mod:`raycondi.evaluation.tables`) and the files of
+   :mod:`raycondi.evaluation.report` into ``out``:
+
+=====================  ========================================================================
+file                   content
+=====================  ========================================================================
+clip_outputs.parquet   the per-clip table (probabilities, z̃, seconds per model)
+accuracy.csv/.md       Table III: video accuracy per strategy and K, Dense
+timing.csv, table_iv.md  Table IV: timing-model seconds per video and accuracy
+ks_sweep.csv, table_v.md Table V: condi_sr with K_s = 0..K (only with a condi_sr student)
+ambiguity.csv          AUROC of each sampler's score for z (Eq. 1) and for ground-truth clean clips
+costs.json             per-clip costs and where they come from
+accuracy_vs_k.png, accuracy_vs_time.png, report.md
+=====================  ========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+
+from raycondi.datasets.shards import read_summary
+from raycondi.evaluation import report
+from raycondi.evaluation.inference import measure_decode_seconds, predict_clips, read_ground_truth
+from raycondi.evaluation.tables import TITLES, ambiguity_rows, group_videos, ks_sweep, results, strategies_for
+from raycondi.evaluation.timing import ClipCosts
+from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, load_checkpoint
+from raycondi.train.distill import METHODS as DISTILL_METHODS
+from raycondi.video.storage import StorageError, StorageOptions, exists, join, open_output, write_bytes
+
+__all__ = ["METHODS", "EvaluateConfig", "EvaluationError", "EvaluationSummary", "evaluate"]
+
+METHODS: tuple[str, ...] = tuple(DISTILL_METHODS)  # the distillation methods whose students can be evaluated
+
+
+class EvaluationError(Exception):
+    """An input the evaluation cannot use. ``str()`` = f"{what}: {reason}" (``what``: a URI or an option)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """An evaluation run.
+
+    Attributes:
+        clips: clip shards from ``raycondi prepare``; ``split`` is evaluated.
+        teacher: teacher checkpoint; students: ``{method: checkpoint}`` with methods of :data:`METHODS`.
+        out: output folder (local or ``s3://``).
+        ks: the K of the tables. seeds: Random's seeds (paper: three runs).
+        ground_truth: a ``ground_truth.parquet``; None looks for one in the dataset folder recorded in the
+            shards' ``dataset.json`` (the synthetic benchmark writes it) and goes without when absent.
+        decode_seconds: seconds to decode one clip; None times decoding ``decode_videos`` of the split's
+            source videos (the labelling job decodes every clip at the teacher's clip length and crop size).
+        max_prob_student: the student whose class head MaxProb uses; None: condi_sr, else the first given.
+        actors, gpu, batch_size: the inference actor pool, one GPU per actor, clips per batch.
+    """
+
+    clips: str
+    teacher: str
+    students: Mapping[str, str]
+    out: str
+    ks: tuple[int, ...] = (1, 3, 5, 7)
+    split: str = "test"
+    ground_truth: str | None = None
+    decode_seconds: float | None = None
+    decode_videos: int = 4
+    max_prob_student: str | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    actors: int = 1
+    gpu: bool = False
+    batch_size: int = 32
+    storage: StorageOptions | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "students", dict(self.students))
+        object.__setattr__(self, "ks", tuple(sorted(set(self.ks))))
+        if self.max_prob_student is None and self.students:
+            default = "condi_sr" if "condi_sr" in self.students else next(iter(self.students))
+            object.__setattr__(self, "max_prob_student", default)
+        problems = [f"unknown student method {m!r} (expected {', '.join(METHODS)})"
+                    for m in self.students if m not in METHODS]
+        if not self.ks or min(self.ks) < 1:
+            problems.append(f"k: expected positive integers, got {self.ks}")
+        if self.split not in ("train", "val", "test"):
+            problems.append(f"split: expected train, val or test, got {self.split!r}")
+        if self.max_prob_student is not None and self.max_prob_student not in self.students:
+            problems.append(f"max_prob_student: {self.max_prob_student!r} is not among the students given")
+        if self.decode_seconds is not None and self.decode_seconds < 0:
+            problems.append(f"decode_seconds: must be >= 0, got {self.decode_seconds}")
+        if not self.seeds or self.actors < 1 or self.batch_size < 1 or self.decode_videos < 1:
+            problems.append("seeds must not be empty; actors, batch_size and decode_videos must be >= 1")
+        if problems:
+            raise ValueError("invalid EvaluateConfig: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class EvaluationSummary:
+    """What :func:`evaluate` wrote: ``files`` under ``out``, the videos and clips evaluated, the costs, and
+    Table III as Markdown (the CLI prints it)."""
+
+    out: str
+    videos: int
+    clips: int
+    costs: ClipCosts
+    files: tuple[str, ...]
+    table_iii: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int]:
+    """The teacher's config, the shards' dataset folder and frame stride; EvaluationError when something
+    does not fit."""
+    try:
+        summary = read_summary(config.clips, config.storage)
+    except (StorageError, KeyError, ValueError) as error:
+        raise EvaluationError(config.clips, f"not clip shards from `raycondi prepare` ({error})") from None
+    loaded = {}
+    for name, uri in {"teacher": config.teacher, **config.students}.items():
+        try:
+            loaded[name] = load_checkpoint(uri, storage=config.storage)[1]
+        except CheckpointError as error:
+            raise EvaluationError(uri, f"cannot load the {name} checkpoint: {error.reason}") from None
+        expected_student = name != "teacher"
+        if loaded[name].student != expected_student:
+            raise EvaluationError(uri, f"the {name} must be a {'two-headed student' if expected_student else 'plain'}"
+                                       " checkpoint")
+        if loaded[name].clip_len != summary.clip.clip_len:
+            raise EvaluationError(uri, f"clip_len {loaded[name].clip_len} differs from the shards' "
+                                       f"{summary.clip.clip_len} ({config.clips})")
+        if loaded[name].crop_size > summary.clip.size:
+            raise EvaluationError(uri, f"crop_size {loaded[name].crop_size} exceeds the shards' {summary.clip.size}")
+        if loaded[name].num_classes != loaded["teacher"].num_classes:
+            raise EvaluationError(uri, f"{loaded[name].num_classes} classes, the teacher has "
+                                       f"{loaded['teacher'].num_classes}")
+    return loaded["teacher"], summary.dataset, summary.clip.stride
+
+
+def evaluate(config: EvaluateConfig) -> EvaluationSummary:
+    """Run the evaluation (steps and files in the module docstring) on the current Ray cluster (``ray.init()``
+    when none is connected, after the inputs are checked). Raises :class:`EvaluationError` for unusable
+    inputs and ``FileNotFoundError`` when the split has no clips."""
+    teacher, dataset, stride = _check_models(config)
+    if not ray.is_initialized():
+        ray.init()
+    methods = tuple(config.students)
+    table = predict_clips(config.clips, config.split, config.teacher, config.students, actors=config.actors,
+                          gpu=config.gpu, batch_size=config.batch_size, storage=config.storage)
+    notes = []
+    clips = table.num_rows
+    if config.decode_seconds is None:
+        try:
+            decode_s = measure_decode_seconds(dataset, config.split, (teacher.clip_len, teacher.crop_size, stride),
+                                              videos=config.decode_videos, storage=config.storage)
+        except Exception as error:  # noqa: BLE001 -- any reason the source videos cannot be read decides the same
+            raise EvaluationError(dataset, f"cannot time decoding on the source videos ({error}); give the decode "
+                                           "cost per clip instead (--decode-seconds, e.g. a label run's decode_s / "
+                                           "num_clips)") from None
+        notes.append(f"decode cost timed on {config.decode_videos} {config.split} videos of {dataset}")
+    else:
+        decode_s = config.decode_seconds
+        notes.append("decode cost given (--decode-seconds)")
+    costs = ClipCosts(decode_s=decode_s, teacher_s=pc.sum(table["teacher_s"]).as_py() / clips,
+                      student_s={m: pc.sum(table[f"{m}_s"]).as_py() / clips for m in methods})
+
+    truth_uri = config.ground_truth or join(dataset, "ground_truth.parquet")
+    truth = None
+    if config.ground_truth is not None or exists(truth_uri, config.storage):
+        truth = read_ground_truth(truth_uri, config.storage)
+        notes.append(f"clean clips from {truth_uri}")
+    videos = group_videos(table, methods, truth)
+    rows = results(videos, config.ks, strategies_for(methods), costs=costs, seeds=config.seeds,
+                   max_prob_student=config.max_prob_student)
+    sweep = ks_sweep(videos, config.ks, costs=costs) if "condi_sr" in methods else []
+    ambiguity = ambiguity_rows(videos, max_prob_student=config.max_prob_student)
+
+    students = ", ".join(f"{TITLES[m]} `{uri}`" for m, uri in config.students.items()) or "none"
+    per_clip = [f"decode {1000 * costs.decode_s:.3g} ms", f"teacher {1000 * costs.teacher_s:.3g} ms"]
+    per_clip += [f"{TITLES[m]} student {1000 * s:.3g} ms" for m, s in costs.student_s.items()]
+    setup = [
+        f"clips: `{config.clips}` (split `{config.split}`: {len(videos)} videos, {clips} clips)",
+        f"teacher: `{config.teacher}`; students: {students}; MaxProb uses the "
+        f"{TITLES.get(config.max_prob_student, '—')} student's class head",
+        f"measured cost per clip: {', '.join(per_clip)} ({'; '.join(notes)})",
+        f"Random: mean of seeds {', '.join(map(str, config.seeds))}",
+    ]
+    files = report.report_files(rows, sweep, ambiguity, setup)
+    files["costs.json"] = json.dumps({**asdict(costs), "notes": notes}, indent=2).encode()
+    with open_output(join(config.out, "clip_outputs.parquet"), config.storage) as stream:
+        pq.write_table(table, stream)
+    for name, data in files.items():
+        write_bytes(join(config.out, name), data, config.storage)
+    return EvaluationSummary(config.out, len(videos), clips, costs, ("clip_outputs.parquet", *files),
+                             report.table_iii(rows), tuple(notes))
+

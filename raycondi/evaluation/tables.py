@@ -1,0 +1,282 @@
+"""The paper's tables as pure numpy: per-clip outputs in, rows out (Sec. IV, Tables III, IV, V).
+
+Input is one :class:`VideoClips` per video -- the teacher's and every student's per-clip outputs in clip
+order -- and every number comes from :mod:`raycondi.selection`'s rules, the same ones the labelling job
+calls:
+
+=============  ==================================================================  ======================
+strategy       rule                                                                Table III row
+=============  ==================================================================  ======================
+oracle         ``oracle_k`` (the teacher's probability of the true label)          Oracle
+random         ``random_k``, mean over seeds (paper: 3 runs)                        Random (mean)
+equidistant    ``equidistant_k``                                                   Equidistant
+max_prob       ``max_prob_k`` on one student's class head (SCSampler-style)        MaxProb
+bce_conf       ``confidence_k`` on the bce_conf student's z̃                        BCE-Conf
+st_ent         ``entropy_k`` on the st_ent student's class head                    ST-Ent
+st_conf        ``confidence_k`` on the st_conf student's z̃                         ST-Conf
+condi_sr       ``confidence_k`` on z̃ (Fig. 2b); ``split_k`` with K_s > 0 (Fig. 2c)  ConDi-SR
+dense          ``dense``: the teacher on every clip                                 Dense
+=============  ==================================================================  ======================
+
+A student strategy exists only when that method's student was evaluated. MaxProb uses the condi_sr
+student's class head when there is one, else the first student given (``max_prob_student``).
+Random's clips for a video are drawn from ``numpy.random.default_rng([seed, crc32(video_id)])``, the
+labelling job's per-video seeding, so ``raycondi label --strategy random --seed S`` picks the same clips.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from raycondi import selection
+from raycondi.evaluation.timing import ClipCosts, clip_counts, video_seconds
+from raycondi.train.metrics import auroc
+
+__all__ = [
+    "STRATEGIES",
+    "TITLES",
+    "AmbiguityRow",
+    "Result",
+    "VideoClips",
+    "ambiguity_rows",
+    "clean_clips",
+    "evaluate_strategy",
+    "group_videos",
+    "ks_sweep",
+    "results",
+    "select",
+    "strategies_for",
+    "video_rng",
+]
+
+STRATEGIES: tuple[str, ...] = (
+    "oracle", "random", "equidistant", "max_prob", "bce_conf", "st_ent", "st_conf", "condi_sr", "dense"
+)
+TITLES: dict[str, str] = {
+    "oracle": "Oracle", "random": "Random (mean)", "equidistant": "Equidistant", "max_prob": "MaxProb",
+    "bce_conf": "BCE-Conf", "st_ent": "ST-Ent", "st_conf": "ST-Conf", "condi_sr": "ConDi-SR", "dense": "Dense",
+}
+METHODS: tuple[str, ...] = ("bce_conf", "st_ent", "st_conf", "condi_sr")
+
+
+@dataclass(frozen=True, eq=False)
+class VideoClips:
+    """One video's per-clip outputs, clips in index order.
+
+    ``teacher_probs`` ``(N, C)``; ``student_probs[method]`` ``(N, C)`` and ``confidence[method]`` ``(N,)``
+    (z̃) per evaluated student; ``clean`` ``(N,)`` the ground-truth clean clips, or None when unknown.
+    """
+
+    video_id: str
+    label: int
+    teacher_probs: np.ndarray
+    student_probs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    confidence: Mapping[str, np.ndarray] = field(default_factory=dict)
+    clean: np.ndarray | None = None
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.teacher_probs.shape[0])
+
+
+@dataclass(frozen=True)
+class Result:
+    """One strategy at one K (``k=None``: dense) and K_s over ``videos`` videos: its video accuracy and
+    the labelling cost per video (mean clips decoded / scored by the student / run by the teacher, and the
+    timing model's seconds; zero counts and None seconds for the oracle, which no run can execute)."""
+
+    strategy: str
+    k: int | None
+    k_student: int
+    accuracy: float
+    videos: int
+    decoded_clips: float = 0.0
+    student_clips: float = 0.0
+    teacher_clips: float = 0.0
+    seconds: float | None = None
+
+
+def video_rng(seed: int, video_id: str) -> np.random.Generator:
+    """The random strategy's generator for one video (the labelling job's per-video seeding)."""
+    return np.random.default_rng([seed, zlib.crc32(video_id.encode())])
+
+
+def strategies_for(methods: Iterable[str]) -> tuple[str, ...]:
+    """The strategies that can be evaluated with students of ``methods``, in Table III's order."""
+    methods = set(methods)
+
+    def available(strategy: str) -> bool:
+        if strategy in METHODS:
+            return strategy in methods
+        return bool(methods) if strategy == "max_prob" else True
+
+    return tuple(s for s in STRATEGIES if available(s))
+
+
+def select(
+    video: VideoClips, strategy: str, k: int | None, *, k_student: int = 0, seed: int = 0,
+    max_prob_student: str | None = None,
+) -> selection.Selection:
+    """The :mod:`raycondi.selection` rule of ``strategy`` applied to ``video`` (table in the module
+    docstring). ``k_student`` is only for ``condi_sr`` (:func:`raycondi.selection.split_k`)."""
+    teacher = video.teacher_probs
+    if k_student and strategy != "condi_sr":
+        raise ValueError(f"k_student: only condi_sr splits the work with its student, not {strategy!r}")
+    if strategy == "dense":
+        return selection.dense(teacher)
+    if k is None:
+        raise ValueError(f"k: {strategy!r} needs K")
+    if strategy == "oracle":
+        return selection.oracle_k(teacher, video.label, k)
+    if strategy == "random":
+        return selection.random_k(teacher, k, video_rng(seed, video.video_id))
+    if strategy == "equidistant":
+        return selection.equidistant_k(teacher, k)
+    if strategy == "max_prob":
+        return selection.max_prob_k(teacher, video.student_probs[max_prob_student], k)
+    if strategy == "st_ent":
+        return selection.entropy_k(teacher, video.student_probs["st_ent"], k)
+    if strategy == "condi_sr" and k_student:
+        return selection.split_k(teacher, video.student_probs["condi_sr"], video.confidence["condi_sr"], k, k_student)
+    if strategy in METHODS:
+        return selection.confidence_k(teacher, video.confidence[strategy], k)
+    raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+
+
+def evaluate_strategy(
+    videos: Sequence[VideoClips], strategy: str, k: int | None, *, k_student: int = 0,
+    costs: ClipCosts | None = None, seeds: Sequence[int] = (0, 1, 2), max_prob_student: str | None = None,
+) -> Result:
+    """Video accuracy and labelling cost of one strategy at one K; ``random`` is the mean over ``seeds``."""
+    if not videos:
+        raise ValueError("videos: nothing to evaluate (no videos with clip outputs)")
+    runs = []
+    for seed in seeds if strategy == "random" else seeds[:1]:
+        correct, counts, seconds = 0, np.zeros(3), 0.0
+        for video in videos:
+            chosen = select(video, strategy, k, k_student=k_student, seed=seed, max_prob_student=max_prob_student)
+            correct += chosen.label == video.label
+            if strategy != "oracle":
+                count = clip_counts(strategy, video.num_clips, chosen)
+                counts += (count.decoded, count.student, count.teacher)
+                if costs is not None:
+                    sampler = max_prob_student if strategy == "max_prob" else strategy
+                    seconds += video_seconds(count, costs, sampler)
+        runs.append((correct, *counts, seconds))
+    correct, decoded, student, teacher, seconds = np.mean(runs, axis=0) / len(videos)
+    timed = costs is not None and strategy != "oracle"
+    return Result(strategy, k, k_student, float(correct), len(videos), float(decoded), float(student),
+                  float(teacher), float(seconds) if timed else None)
+
+
+def results(
+    videos: Sequence[VideoClips], ks: Sequence[int], strategies: Sequence[str], *, costs: ClipCosts | None = None,
+    seeds: Sequence[int] = (0, 1, 2), max_prob_student: str | None = None,
+) -> list[Result]:
+    """Every strategy at every K (dense once, ``k=None``), in ``strategies`` order then K."""
+    rows = []
+    for strategy in strategies:
+        for k in [None] if strategy == "dense" else ks:
+            rows.append(evaluate_strategy(videos, strategy, k, costs=costs, seeds=seeds,
+                                          max_prob_student=max_prob_student))
+    return rows
+
+
+def ks_sweep(videos: Sequence[VideoClips], ks: Sequence[int], *, costs: ClipCosts | None = None) -> list[Result]:
+    """Table V: condi_sr with K_s = 0..K student clips (Fig. 2c, ``split_k``) for every K in ``ks``."""
+    return [evaluate_strategy(videos, "condi_sr", k, k_student=s, costs=costs) for k in ks for s in range(k + 1)]
+
+
+@dataclass(frozen=True)
+class AmbiguityRow:
+    """How well a sampler's per-clip score ranks clips: AUROC for "the teacher is right" (z, Eq. 1) and for
+    the ground-truth clean clips (NaN when unknown), over ``clips`` clips."""
+
+    sampler: str
+    score: str
+    teacher_correct_auroc: float
+    clean_auroc: float
+    clips: int
+    teacher_correct_share: float
+    clean_share: float
+
+
+def ambiguity_rows(videos: Sequence[VideoClips], *, max_prob_student: str | None = None,
+                   seed: int = 0) -> list[AmbiguityRow]:
+    """The AUROC of each sampler's score (higher = send to the teacher): z̃ for condi_sr, bce_conf and
+    st_conf, the negative predictive entropy for st_ent, the max softmax probability for max_prob, and
+    uniform noise (seeded) for random. Clean-clip AUROC uses the clips whose ground truth is known."""
+    z = np.concatenate([v.teacher_probs.argmax(axis=1) == v.label for v in videos])
+    clean = np.concatenate([np.full(v.num_clips, np.nan) if v.clean is None else v.clean.astype(float)
+                            for v in videos])
+    known = ~np.isnan(clean)
+    scores: dict[str, tuple[str, np.ndarray]] = {}
+    methods = [m for m in ("condi_sr", "bce_conf", "st_conf", "st_ent") if m in videos[0].student_probs]
+    for method in methods:
+        if method == "st_ent":
+            scores[method] = ("−entropy", np.concatenate([-selection.predictive_entropy(v.student_probs[method])
+                                                          for v in videos]))
+        else:
+            scores[method] = ("z̃", np.concatenate([v.confidence[method] for v in videos]))
+    if max_prob_student is not None:
+        scores["max_prob"] = ("max prob", np.concatenate([selection.max_prob(v.student_probs[max_prob_student])
+                                                          for v in videos]))
+    scores["random"] = ("uniform", np.random.default_rng(seed).random(z.size))
+    return [
+        AmbiguityRow(name, label, auroc(score, z), auroc(score[known], clean[known] > 0.5) if known.any()
+                     else float("nan"), int(z.size), float(z.mean()),
+                     float(clean[known].mean()) if known.any() else float("nan"))
+        for name, (label, score) in scores.items()
+    ]
+
+
+def clean_clips(starts: np.ndarray, ends: np.ndarray, truth_starts: np.ndarray, truth_ends: np.ndarray,
+                truth_ambiguous: np.ndarray) -> np.ndarray:
+    """Which clips ``[start, end)`` are clean: they overlap at least one ground-truth segment and none of the
+    segments they overlap is ambiguous. Matching by time, not index, lets the shards' clip length differ from
+    the one the synthetic benchmark was generated with. ``(N,)`` bool."""
+    eps = 1e-6
+    overlap = (truth_starts[None, :] < ends[:, None] - eps) & (truth_ends[None, :] > starts[:, None] + eps)
+    return overlap.any(axis=1) & ~(overlap & truth_ambiguous[None, :].astype(bool)).any(axis=1)
+
+
+def group_videos(table: pa.Table, methods: Sequence[str], truth: pa.Table | None = None) -> list[VideoClips]:
+    """The per-clip table (``video_id, clip_index, label_index, start_s, end_s, teacher_probs`` and
+    ``{method}_probs``/``{method}_confidence`` per student) as one :class:`VideoClips` per video, sorted by
+    video id. ``truth`` (``ground_truth.parquet``: ``video_id, start_s, end_s, ambiguous``) fills ``clean``."""
+    table = table.sort_by([("video_id", "ascending"), ("clip_index", "ascending")])
+    ids = np.asarray(table["video_id"].to_pylist(), dtype=object)
+    columns = {name: _matrix(table[name]) for name in ["teacher_probs"] + [f"{m}_probs" for m in methods]}
+    columns.update({f"{m}_confidence": table[f"{m}_confidence"].to_numpy().astype(np.float64) for m in methods})
+    labels = table["label_index"].to_numpy()
+    starts, ends = table["start_s"].to_numpy(), table["end_s"].to_numpy()
+    segments = {}
+    if truth is not None:
+        truth = truth.sort_by("video_id")
+        truth_ids = np.asarray(truth["video_id"].to_pylist(), dtype=object)
+        for video_id in np.unique(truth_ids):
+            rows = truth_ids == video_id
+            segments[video_id] = tuple(truth[c].to_numpy()[rows] for c in ("start_s", "end_s", "ambiguous"))
+    bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    videos = []
+    for rows in np.split(np.arange(len(ids)), bounds):
+        video_id = str(ids[rows[0]])
+        videos.append(VideoClips(
+            video_id=video_id,
+            label=int(labels[rows[0]]),
+            teacher_probs=columns["teacher_probs"][rows],
+            student_probs={m: columns[f"{m}_probs"][rows] for m in methods},
+            confidence={m: columns[f"{m}_confidence"][rows] for m in methods},
+            clean=clean_clips(starts[rows], ends[rows], *segments[video_id]) if video_id in segments else None,
+        ))
+    return videos
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    array = column.combine_chunks()
+    return array.flatten().to_numpy().astype(np.float64).reshape(len(array), array.type.list_size)

@@ -1,0 +1,73 @@
+"""The timing model: what a labelling run of each strategy decodes and runs, times measured per-clip costs.
+
+A labelling run (:mod:`raycondi.pipeline.label`) of one video always decodes all N clips -- the decoder
+streams the whole file, and even ``equidistant``/``random`` need N before they can choose, so they do not
+seek -- then runs the student on every clip when the strategy has a sampler, and the teacher on the K_t
+clips the rule chose. :func:`clip_counts` counts exactly that from a :class:`~raycondi.selection.Selection`;
+:func:`video_seconds` prices the counts with measured per-clip costs (:class:`ClipCosts`):
+
+================================  ========  ========  ==========================
+strategy                          decoded   student   teacher
+================================  ========  ========  ==========================
+dense                             N         0         N
+equidistant, random               N         0         min(K, N)
+max_prob, st_ent, st_conf,        N         N         min(K, N)
+bce_conf, condi_sr
+condi_sr with K_s (Fig. 2c)       N         N         K_t = min(K − K_s, N − min(K_s, N))
+================================  ========  ========  ==========================
+
+The student's K_s clips cost nothing extra: their probabilities come from the pass that scored every clip.
+The oracle needs the true label, so no labelling run can execute it and it has no cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from raycondi.selection import Selection
+
+__all__ = ["SAMPLERS", "TEACHER_ONLY", "ClipCosts", "ClipCounts", "clip_counts", "video_seconds"]
+
+TEACHER_ONLY: tuple[str, ...] = ("dense", "equidistant", "random")
+SAMPLERS: tuple[str, ...] = ("max_prob", "bce_conf", "st_ent", "st_conf", "condi_sr")
+
+
+@dataclass(frozen=True)
+class ClipCosts:
+    """Measured seconds per clip: decoding one clip, the teacher on one clip, and each student on one clip
+    (keyed by distillation method)."""
+
+    decode_s: float
+    teacher_s: float
+    student_s: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClipCounts:
+    """Clips one video's labelling decodes, scores with the student, and sends to the teacher."""
+
+    decoded: int
+    student: int
+    teacher: int
+
+
+def clip_counts(strategy: str, num_clips: int, chosen: Selection) -> ClipCounts:
+    """What a labelling run of ``strategy`` does for a video of ``num_clips`` clips whose rule chose
+    ``chosen`` (table in the module docstring). Raises ``ValueError`` for the oracle or an unknown name."""
+    if strategy not in TEACHER_ONLY + SAMPLERS:
+        raise ValueError(f"strategy: no labelling run executes {strategy!r}; expected one of "
+                         f"{', '.join(TEACHER_ONLY + SAMPLERS)}")
+    student = num_clips if strategy in SAMPLERS else 0
+    return ClipCounts(decoded=num_clips, student=student, teacher=len(chosen.teacher_clips))
+
+
+def video_seconds(counts: ClipCounts, costs: ClipCosts, student: str | None = None) -> float:
+    """Seconds a labelling run spends on a video: ``decoded·decode_s + student·student_s[student] +
+    teacher·teacher_s``. ``student`` names the sampler's method when ``counts.student > 0``."""
+    seconds = counts.decoded * costs.decode_s + counts.teacher * costs.teacher_s
+    if counts.student:
+        if student not in costs.student_s:
+            raise ValueError(f"student: no measured cost for {student!r}; have {sorted(costs.student_s)}")
+        seconds += counts.student * costs.student_s[student]
+    return seconds

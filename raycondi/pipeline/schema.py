@@ -1,0 +1,68 @@
+"""The labelling job's output: one Parquet row per input video, every column defined here once.
+
+:data:`OUTPUT_COLUMNS` lists each column's name, Arrow type and meaning; :data:`OUTPUT_SCHEMA` is the
+Arrow schema written to every output file, and :func:`columns_markdown` renders the README's table from
+the same list, so the documentation cannot drift from the files.
+
+The ``selected_*`` columns are parallel lists describing the clips that decided the label: first the
+K_s clips the student labelled alone (lowest student entropy first), then the K_t clips the teacher
+labelled (highest student confidence first for ``condi``, temporal order for the other strategies).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = ["OUTPUT_COLUMNS", "OUTPUT_SCHEMA", "STATUS_OK", "STATUS_ERROR", "columns_markdown"]
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+# (name, type, meaning). On error rows the prediction and clip columns are null; video_id, uri, status, error,
+# strategy, k, k_student, teacher_clips (0), the model columns, decode_s and run_id are filled.
+OUTPUT_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("video_id", pa.string(), "the video's id: from the manifest, or its path under the input prefix without "
+                              "extension; the resume key (never two rows with one id)"),
+    ("uri", pa.string(), "where the video was read from"),
+    ("status", pa.string(), '"ok", or "error" when the video could not be read or decoded'),
+    ("error", pa.string(), "why the video failed (null when ok)"),
+    ("label", pa.string(), "predicted class name (the checkpoint's class_names; the index as text when it has none)"),
+    ("label_index", pa.int32(), "predicted class index: argmax of the video probabilities"),
+    ("score", pa.float64(), "video probability of the predicted class (mean of the selected clips' softmax "
+                            "vectors, selection.aggregate)"),
+    ("top5_labels", pa.list_(pa.string()), "the five most probable classes (fewer when there are fewer classes), "
+                                           "most probable first"),
+    ("top5_scores", pa.list_(pa.float64()), "their video probabilities"),
+    ("num_clips", pa.int32(), "N: clips the video was cut into (clip_len frames each, last one looped)"),
+    ("duration_s", pa.float64(), "decoded video duration in seconds"),
+    ("strategy", pa.string(), "clip selection: condi (Fig. 2b/2c), dense, equidistant or random"),
+    ("k", pa.int32(), "K: clips used per video (all N for dense)"),
+    ("k_student", pa.int32(), "K_s: of them, clips labelled by the student alone (Fig. 2c)"),
+    ("selected_clips", pa.list_(pa.int32()), "indices of the clips that decided the label (student's first, then "
+                                             "the teacher's)"),
+    ("selected_start_s", pa.list_(pa.float64()), "start of each selected clip, seconds"),
+    ("selected_end_s", pa.list_(pa.float64()), "end of each selected clip, seconds"),
+    ("selected_confidence", pa.list_(pa.float32()), "student confidence z~ of each selected clip (null for the "
+                                                    "strategies that do not run the student)"),
+    ("selected_by", pa.list_(pa.string()), '"student" or "teacher": who labelled each selected clip'),
+    ("teacher_clips", pa.int32(), "clips the teacher actually ran on for this video, counted in TeacherPredict: "
+                                  "K_t = K - K_s, fewer when the video has fewer clips; 0 on error rows"),
+    ("clip_confidence", pa.list_(pa.float32()), "z~ of every clip in temporal order (condi only; empty otherwise)"),
+    ("student_model", pa.string(), "student checkpoint URI (condi only; null otherwise)"),
+    ("student_architecture", pa.string(), "student architecture name from its config.json"),
+    ("teacher_model", pa.string(), "teacher checkpoint URI"),
+    ("teacher_architecture", pa.string(), "teacher architecture name from its config.json"),
+    ("decode_s", pa.float64(), "seconds spent decoding the video (also filled on error rows)"),
+    ("student_s", pa.float64(), "seconds spent running the student on its clips"),
+    ("teacher_s", pa.float64(), "this video's share of the teacher's batch time (by clip count)"),
+    ("run_id", pa.string(), "id of the run that wrote the row (also in the output file names)"),
+)
+
+OUTPUT_SCHEMA = pa.schema([pa.field(name, kind) for name, kind, _ in OUTPUT_COLUMNS])
+
+
+def columns_markdown() -> str:
+    """The output columns as a Markdown table (name, Arrow type, meaning), for the README."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {str(kind).replace('item: ', '')} | {meaning} |" for name, kind, meaning in OUTPUT_COLUMNS]
+    return "\n".join(lines)

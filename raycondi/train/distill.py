@@ -1,0 +1,285 @@
+"""Confidence distillation (ConDi-SR, paper Sec. III-B) and its baselines on Ray Train.
+
+``distill(DistillConfig(...))`` stores the teacher's logits once (:mod:`raycondi.train.outputs`), then runs
+:func:`distill_loop` on a ``TorchTrainer`` (run layout, resume and ``{out}/model`` as in
+:mod:`raycondi.train.runtime`). What differs between methods is only a row of :data:`METHODS`: the loss
+and the per-clip score that decides which clips go to the teacher.
+
+============  ===============================================  ====================================
+method        loss (``raycondi.losses``)                       selection score (higher = teacher)
+============  ===============================================  ====================================
+condi_sr      ``condi_sr_loss`` (Eq. 6, λ, μ, τ)               confidence z̃
+st_ent        ``kd_loss`` (τ)                                  negative student predictive entropy
+st_conf       ``devries_confidence_loss``, λ_DV per step        confidence z̃
+bce_conf      ``bce_conf_loss`` (λ, μ)                         confidence z̃
+============  ===============================================  ====================================
+
+st_conf's λ_DV (DeVries & Taylor's hint budget, not ``--lam``) starts at 0.1 and is updated after every
+step by ``devries_next_lambda`` from the batch's ``confidence_penalty``; each worker updates its own from
+its batches and rank 0's value is checkpointed.
+
+Learning rates (Sec. IV-A): two parameter groups starting at ``lr``; at epoch e (from 0) the confidence
+head's is ``lr / 5**e`` and the rest's ``lr / 1.25**e``.
+
+Validation each epoch, from the stored val logits: student clip accuracy, AUROC of the method's score for
+z (Eq. 1), the teacher's dense video accuracy and the video accuracy when the top-K clips by the score go
+to the teacher, for each K in ``ks`` (metric names ``val_video_accuracy_k{K}``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from torch import Tensor
+
+from raycondi.losses import (
+    bce_conf_loss,
+    condi_sr_loss,
+    confidence_penalty,
+    devries_confidence_loss,
+    devries_next_lambda,
+    kd_loss,
+)
+from raycondi.models import CheckpointConfig, load_checkpoint
+from raycondi.selection import predictive_entropy
+from raycondi.train import runtime
+from raycondi.train.data import clips_to_tensor, iter_batches, read_split
+from raycondi.train.metrics import auroc, clip_accuracy, video_accuracy
+from raycondi.train.outputs import compute_teacher_logits, load_teacher_logits
+from raycondi.video.storage import StorageOptions
+
+__all__ = ["METHODS", "DistillConfig", "Method", "distill", "distill_loop", "evaluate_student", "student_config"]
+
+DEVRIES_INITIAL_LAMBDA = 0.1
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """A distillation run.
+
+    Attributes:
+        clips: the clip shards; the teacher's logits are stored under ``{clips}/teacher_logits/``.
+        teacher: the teacher checkpoint (``train-teacher``'s ``{out}/model``).
+        out: where the run (``{out}/run``) and the student (``{out}/model``) go.
+        student, student_kwargs: the student's backbone (``list_models()``) and its builder's arguments.
+        method: a key of :data:`METHODS`.
+        lam, mu, tau: λ, μ, τ of the losses (paper: 1.5, 1.5, 0.9).
+        epochs, batch_size, lr, momentum, weight_decay, optimizer: ``"sgd"`` (Nesterov, the paper's) or
+            ``"adamw"``; ``batch_size`` is per worker.
+        flip: random horizontal flips in training (off for mirror-image classes).
+        ks: the K of the validation video accuracies.
+        finetune: a checkpoint whose fitting weights initialise the student (its backbone).
+        workers, gpu, cpus_per_worker, max_failures, seed, storage: as in ``TeacherConfig``.
+    """
+
+    clips: str
+    teacher: str
+    out: str
+    student: str = "shufflenetv2_3d"
+    student_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    method: str = "condi_sr"
+    lam: float = 1.5
+    mu: float = 1.5
+    tau: float = 0.9
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    optimizer: str = "sgd"
+    flip: bool = True
+    ks: tuple[int, ...] = (1, 3, 5)
+    finetune: str | None = None
+    workers: int = 1
+    gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_failures: int = 2
+    seed: int = 0
+    storage: StorageOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r}: expected one of {', '.join(METHODS)}")
+
+
+# --- the methods: loss and selection score ------------------------------------------------------------
+
+def _condi_sr(
+    logits: Tensor, confidence: Tensor, teacher: Tensor, labels: Tensor, c: DistillConfig, _: float
+) -> Tensor:
+    return condi_sr_loss(logits, confidence, teacher, labels, tau=c.tau, lam=c.lam, mu=c.mu)
+
+
+def _st_ent(
+    logits: Tensor, confidence: Tensor, teacher: Tensor, labels: Tensor, c: DistillConfig, _: float
+) -> Tensor:
+    return kd_loss(logits, teacher, labels, tau=c.tau)
+
+
+def _st_conf(
+    logits: Tensor, confidence: Tensor, teacher: Tensor, labels: Tensor, c: DistillConfig, lam_dv: float
+) -> Tensor:
+    return devries_confidence_loss(logits, confidence, labels, lam=lam_dv)
+
+
+def _bce_conf(
+    logits: Tensor, confidence: Tensor, teacher: Tensor, labels: Tensor, c: DistillConfig, _: float
+) -> Tensor:
+    return bce_conf_loss(logits, confidence, teacher, labels, lam=c.lam, mu=c.mu)
+
+
+def _confidence(logits: np.ndarray, confidence_logit: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-confidence_logit.astype(np.float64)))
+
+
+def _negative_entropy(logits: np.ndarray, confidence_logit: np.ndarray) -> np.ndarray:
+    return -predictive_entropy(_softmax(logits))
+
+
+@dataclass(frozen=True)
+class Method:
+    """``loss(logits, confidence_logit, teacher_logits, labels, config, lam_dv)`` and
+    ``score(logits, confidence_logit)`` (numpy, ``(N,)``; the K highest go to the teacher)."""
+
+    loss: Callable[[Tensor, Tensor, Tensor, Tensor, DistillConfig, float], Tensor]
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+METHODS: dict[str, Method] = {
+    "condi_sr": Method(_condi_sr, _confidence),
+    "st_ent": Method(_st_ent, _negative_entropy),
+    "st_conf": Method(_st_conf, _confidence),
+    "bce_conf": Method(_bce_conf, _confidence),
+}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def evaluate_student(
+    method: str, predictions: Mapping[str, np.ndarray], teacher_logits: np.ndarray, ks: tuple[int, ...]
+) -> dict[str, float]:
+    """Validation metrics of a student from its ``predictions`` (``runtime.predict``'s dict) and the
+    teacher's logits on the same clips: ``clip_accuracy``, ``auroc`` (of the method's score for z),
+    ``teacher_clip_accuracy`` (the share of z = 1), ``video_accuracy_dense`` (the teacher on every clip)
+    and ``video_accuracy_k{K}``."""
+    p = predictions
+    z = teacher_logits.argmax(axis=1) == p["label"]  # Eq. 1, first index on ties as teacher_correct
+    score = METHODS[method].score(p["logits"], p["confidence_logit"])
+    probs = _softmax(teacher_logits.astype(np.float64))
+    clips = (p["video_id"], p["clip_index"], p["label"], probs)
+    metrics = {
+        "clip_accuracy": clip_accuracy(p["logits"], p["label"]),
+        "auroc": auroc(score, z),
+        "teacher_clip_accuracy": float(z.mean()),
+        "video_accuracy_dense": video_accuracy(*clips),
+    }
+    metrics.update({f"video_accuracy_k{k}": video_accuracy(*clips, scores=score, k=k) for k in ks})
+    return metrics
+
+
+def distill_loop(
+    config: DistillConfig, model_config: CheckpointConfig, logits_uri: str, datasets, report, checkpoint
+) -> None:
+    """Distil the student ``model_config`` describes from the logits stored at ``logits_uri``."""
+    on = runtime.device()
+    rng = runtime.seed_everything(config.seed)
+    method = METHODS[config.method]
+    model = runtime.wrap(
+        runtime.init_model(model_config, config.finetune, config.storage),
+        on,
+        find_unused_parameters=config.method == "st_ent",  # its loss never touches the confidence head
+    )
+    module = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    head = list(module.confidence_head.parameters())
+    rest = [p for p in module.parameters() if all(p is not q for q in head)]
+    optimizer = runtime.optimizer(
+        config.optimizer, [{"params": rest}, {"params": head}], config.lr, config.momentum, config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [lambda e: 1.25**-e, lambda e: 5.0**-e])
+    state = runtime.restore(checkpoint, model, optimizer, scheduler)
+    lam_dv = state.get("devries_lambda", DEVRIES_INITIAL_LAMBDA)
+    train_logits = load_teacher_logits(logits_uri, "train", config.storage)
+    val_logits = load_teacher_logits(logits_uri, "val", config.storage)
+
+    for epoch in range(state["epoch"], config.epochs):
+        losses = []
+        for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
+            x = clips_to_tensor(
+                batch, model_config.crop_size, model_config.mean, model_config.std, device=on, rng=rng, flip=config.flip
+            )
+            y = torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
+            teacher = torch.from_numpy(train_logits.lookup(batch["video_id"], batch["clip_index"])).to(on)
+            with runtime.autocast(on):
+                logits, confidence = model(x)
+            loss = method.loss(logits.float(), confidence.float(), teacher, y, config, lam_dv)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if config.method == "st_conf":
+                lam_dv = devries_next_lambda(lam_dv, confidence_penalty(confidence.detach().float()).item())
+        scheduler.step()
+
+        val = runtime.predict(model, datasets["val"], model_config, on, config.batch_size)
+        scores = evaluate_student(config.method, val, val_logits.lookup(val["video_id"], val["clip_index"]), config.ks)
+        metrics = {"epoch": epoch + 1, "train_loss": runtime.mean_over_workers(losses)}
+        metrics.update({f"val_{name}": value for name, value in scores.items()})
+        state = {
+            "epoch": epoch + 1,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "devries_lambda": lam_dv,
+        }
+        runtime.report_epoch(report, metrics, model, model_config, state)
+
+
+def _train_func(loop_config: dict) -> None:
+    datasets = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}
+    distill_loop(
+        loop_config["config"], loop_config["model"], loop_config["logits"], datasets,
+        runtime.train_report, ray.train.get_checkpoint(),
+    )
+
+
+def student_config(config: DistillConfig) -> CheckpointConfig:
+    """The student's checkpoint config: the teacher's classes, clip length, crop and normalisation."""
+    _, teacher = load_checkpoint(config.teacher, storage=config.storage)
+    return dataclasses.replace(
+        teacher, architecture=config.student, student=True, model_kwargs=dict(config.student_kwargs)
+    )
+
+
+def prepare_inputs(config: DistillConfig) -> tuple[CheckpointConfig, str, dict[str, ray.data.Dataset]]:
+    """What a distillation run needs besides its config: the student's checkpoint config, the stored
+    teacher logits (computed now if missing) and the train/val datasets."""
+    logits = compute_teacher_logits(config.clips, config.teacher, gpu=config.gpu, storage=config.storage)
+    datasets = {split: read_split(config.clips, split, config.storage) for split in ("train", "val")}
+    return student_config(config), logits, datasets
+
+
+def distill(config: DistillConfig):
+    """Distil (or resume distilling) a student on Ray Train; return the ``ray.train.Result``.
+
+    The student is at ``{config.out}/model``.
+    """
+    model_config, logits, datasets = prepare_inputs(config)
+    return runtime.launch(
+        _train_func,
+        {"config": config, "model": model_config, "logits": logits},
+        datasets,
+        out=config.out,
+        workers=config.workers,
+        gpu=config.gpu,
+        cpus_per_worker=config.cpus_per_worker,
+        max_failures=config.max_failures,
+        storage=config.storage,
+    )

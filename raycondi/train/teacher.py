@@ -1,0 +1,153 @@
+"""Teacher training on Ray Train: a clip classifier trained with cross-entropy from the clip shards.
+
+``train_teacher(TeacherConfig(...))`` reads the shards' train and val splits as Ray Data datasets and runs
+:func:`teacher_loop` on a ``TorchTrainer`` (see :mod:`raycondi.train.runtime` for the run layout under
+``out``, resume and ``{out}/model``). The loop, per epoch: SGD (or AdamW) on random crops (and flips),
+the learning rate on a cosine schedule over the epochs; then the validation clips' logits, gathered from
+every worker, for clip accuracy and dense video accuracy; then a checkpoint and the metrics
+``epoch, train_loss, val_clip_accuracy, val_video_accuracy``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+import torch.nn.functional as F
+
+from raycondi.datasets.shards import read_summary
+from raycondi.models import CheckpointConfig, load_checkpoint
+from raycondi.train import runtime
+from raycondi.train.data import clips_to_tensor, iter_batches, read_split
+from raycondi.train.metrics import clip_accuracy, video_accuracy
+from raycondi.video.storage import StorageOptions
+
+__all__ = ["TeacherConfig", "teacher_loop", "train_teacher"]
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """A teacher training run.
+
+    Attributes:
+        clips: the clip shards (``prepare``'s output), local or ``s3://``.
+        out: where the run (``{out}/run``) and the final model (``{out}/model``) go, local or ``s3://``.
+        model, model_kwargs: the architecture (``raycondi.models.list_models()``) and its builder's arguments;
+            ignored with ``finetune``, whose architecture is kept.
+        crop_size: side of the square crops taken from the shards' clips.
+        epochs, batch_size, lr, momentum, weight_decay, optimizer: ``"sgd"`` (Nesterov) or ``"adamw"``;
+            ``batch_size`` is per worker.
+        flip: random horizontal flips in training (off for mirror-image classes).
+        finetune: a checkpoint to start from (its backbone; a new classifier if the classes differ).
+        workers, gpu, cpus_per_worker: Ray Train workers and what each reserves.
+        max_failures: worker-group restarts (from the last checkpoint) before the run fails.
+        seed: for initialisation and augmentation.
+        storage: S3 endpoint options for every URI.
+    """
+
+    clips: str
+    out: str
+    model: str = "shufflenetv2_3d"
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    crop_size: int = 112
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    optimizer: str = "sgd"
+    flip: bool = True
+    finetune: str | None = None
+    workers: int = 1
+    gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_failures: int = 2
+    seed: int = 0
+    storage: StorageOptions | None = None
+
+
+def teacher_loop(config: TeacherConfig, model_config: CheckpointConfig, datasets, report, checkpoint) -> None:
+    """Train the teacher ``model_config`` describes; resume from ``checkpoint`` when given."""
+    on = runtime.device()
+    rng = runtime.seed_everything(config.seed)
+    model = runtime.wrap(runtime.init_model(model_config, config.finetune, config.storage), on)
+    optimizer = runtime.optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
+
+    def cosine(epoch: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    start = runtime.restore(checkpoint, model, optimizer, scheduler)["epoch"]
+
+    for epoch in range(start, config.epochs):
+        losses = []
+        for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
+            x = clips_to_tensor(
+                batch, model_config.crop_size, model_config.mean, model_config.std, device=on, rng=rng, flip=config.flip
+            )
+            y = torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
+            with runtime.autocast(on):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        scheduler.step()
+
+        val = runtime.predict(model, datasets["val"], model_config, on, config.batch_size)
+        probs = torch.softmax(torch.from_numpy(val["logits"]), dim=1).numpy()
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": runtime.mean_over_workers(losses),
+            "val_clip_accuracy": clip_accuracy(val["logits"], val["label"]),
+            "val_video_accuracy": video_accuracy(val["video_id"], val["clip_index"], val["label"], probs),
+        }
+        state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        runtime.report_epoch(report, metrics, model, model_config, state)
+
+
+def _train_func(loop_config: dict) -> None:
+    datasets = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}
+    checkpoint = ray.train.get_checkpoint()
+    teacher_loop(loop_config["config"], loop_config["model"], datasets, runtime.train_report, checkpoint)
+
+
+def model_config(config: TeacherConfig) -> CheckpointConfig:
+    """The teacher's checkpoint config: architecture, the shards' classes and clip length, the crop size."""
+    summary = read_summary(config.clips, config.storage)
+    architecture, kwargs = config.model, dict(config.model_kwargs)
+    if config.finetune is not None:
+        _, source = load_checkpoint(config.finetune, storage=config.storage)
+        architecture, kwargs = source.architecture, dict(source.model_kwargs)
+    return CheckpointConfig(
+        architecture=architecture,
+        num_classes=len(summary.classes),
+        model_kwargs=kwargs,
+        class_names=tuple(summary.classes),
+        clip_len=summary.clip.clip_len,
+        crop_size=config.crop_size,
+    )
+
+
+def train_teacher(config: TeacherConfig):
+    """Train (or resume) the teacher on Ray Train; return the ``ray.train.Result``.
+
+    The final model is at ``{config.out}/model``.
+    """
+    datasets = {split: read_split(config.clips, split, config.storage) for split in ("train", "val")}
+    return runtime.launch(
+        _train_func,
+        {"config": config, "model": model_config(config)},
+        datasets,
+        out=config.out,
+        workers=config.workers,
+        gpu=config.gpu,
+        cpus_per_worker=config.cpus_per_worker,
+        max_failures=config.max_failures,
+        storage=config.storage,
+    )

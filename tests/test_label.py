@@ -1,0 +1,377 @@
+"""Tests for raycondi.pipeline.label: the per-video logic without Ray, then the job on a real local Ray
+with real video files, on the loopback S3 server and on local disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from raycondi import selection
+from raycondi.cli import main
+from raycondi.datasets.synthetic import SynthConfig, generate_dataset
+from raycondi.models import CheckpointConfig, build_model, build_student, load_checkpoint, save_checkpoint
+from raycondi.pipeline import (
+    OUTPUT_COLUMNS,
+    OUTPUT_SCHEMA,
+    LabelConfig,
+    LabelError,
+    LabelSummary,
+    columns_markdown,
+    label_videos,
+    labelled_ids,
+    list_videos,
+    select_clips,
+    video_prediction,
+)
+from raycondi.pipeline.label import ScoreAndSelect, to_model_input
+from raycondi.video.decode import Clip, iter_clips
+from raycondi.video.storage import list_files, read_bytes, resolve
+from tests.videos import gradient_frames, write_audio_only, write_video
+
+CLASSES = ("MoveLeft", "MoveRight", "RotateCW")
+CLIP_LEN, CROP = 4, 32
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+def make_clips(n: int, created: list | None = None):
+    """``n`` clips whose pixels are all equal to their index (so a clip's frames say which clip it is)."""
+    for i in range(n):
+        frames = np.full((CLIP_LEN, 2, 2, 3), i, np.uint8)
+        if created is not None:
+            created.append(weakref.ref(frames))
+        yield Clip(i, i * 0.4, (i + 1) * 0.4, frames)
+
+
+def fake_scorer(confidence: list[float], classes: int = 3):
+    """A scorer reading the clip index off the pixels: its confidence from ``confidence``, its probabilities
+    peaked on class ``index % classes`` more sharply for higher indices (entropy falls with the index)."""
+
+    def score(frames: np.ndarray):
+        index = frames[:, 0, 0, 0, 0].astype(int)
+        probs = np.full((len(index), classes), 1.0)
+        probs[np.arange(len(index)), index % classes] += index + 1.0
+        return probs / probs.sum(1, keepdims=True), np.asarray(confidence, np.float32)[index]
+
+    return score
+
+
+def save_models(root: str) -> tuple[str, str]:
+    """Tiny random-init teacher and student checkpoints under ``root`` (local or s3://)."""
+    torch.manual_seed(0)
+    common = dict(num_classes=len(CLASSES), class_names=CLASSES, clip_len=CLIP_LEN, crop_size=CROP)
+    teacher = build_model("shufflenetv2_3d", len(CLASSES), width=0.5)
+    save_checkpoint(teacher, f"{root}/teacher", CheckpointConfig("shufflenetv2_3d", model_kwargs={"width": 0.5}, **common))
+    student = build_student("shufflenetv2_3d", len(CLASSES), width=0.25)
+    torch.nn.init.normal_(student.confidence_head.weight, 0, 2.0)  # spread z~ so the ranking is not a tie
+    config = CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25}, **common)
+    save_checkpoint(student, f"{root}/student", config)
+    return f"{root}/teacher", f"{root}/student"
+
+
+def synth(out: str, videos: int, **overrides) -> None:
+    config = dict(videos=videos, seed=3, classes=3, fps=10, width=64, height=48, clip_len=CLIP_LEN, min_seconds=0.8,
+                  max_seconds=2.4)
+    generate_dataset(out, SynthConfig(**{**config, **overrides}), workers=1)
+
+
+def read_output(output: str) -> pa.Table:
+    files = [f for f in list_files(output, (".parquet",)) if not os.path.basename(f).startswith((".", "_"))]
+    filesystem, _ = resolve(output)
+    return pa.concat_tables([pq.read_table(resolve(f)[1], filesystem=filesystem) for f in files])
+
+
+def expected_selection(uri: str, teacher_dir: str, student_dir: str, config: LabelConfig) -> selection.Selection:
+    """What the evaluation's selection rule says for one video, from per-clip outputs computed here."""
+    student, s_cfg = load_checkpoint(student_dir)
+    teacher, t_cfg = load_checkpoint(teacher_dir)
+    frames = np.stack([c.frames for c in iter_clips(uri, s_cfg.clip_len, s_cfg.crop_size)])
+    probs, conf, teacher_probs = [], [], []
+    with torch.inference_mode():
+        for i in range(0, len(frames), config.student_batch_size):  # the pipeline's batches, same numerics
+            logits, z = student.eval()(to_model_input(frames[i:i + config.student_batch_size], s_cfg.mean, s_cfg.std))
+            probs.append(logits.softmax(1).numpy())
+            conf.append(z.sigmoid().numpy())
+        teacher_probs = teacher.eval()(to_model_input(frames, t_cfg.mean, t_cfg.std)).softmax(1).numpy()
+    return selection.split_k(teacher_probs, np.concatenate(probs), np.concatenate(conf), config.k, config.k_student)
+
+
+def check_consistent(row: dict, config: LabelConfig) -> None:
+    expected = expected_selection(row["uri"], config.teacher, config.student, config)
+    assert row["selected_clips"] == [*expected.student_clips.tolist(), *expected.teacher_clips.tolist()]
+    assert row["selected_by"] == ["student"] * len(expected.student_clips) + ["teacher"] * len(expected.teacher_clips)
+    assert row["teacher_clips"] == len(expected.teacher_clips)
+    assert row["label_index"] == expected.label
+    assert row["label"] == CLASSES[expected.label]
+    assert row["score"] == pytest.approx(expected.probs[expected.label], abs=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-video logic
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+@pytest.mark.parametrize("k, k_student", [(3, 0), (3, 1), (4, 4), (12, 2)])
+def test_select_clips_condi_is_the_selection_rule(batch_size, k, k_student):
+    # ties at 0.5 (clips 2, 5, 8) are broken by the lower index, as selection.top_k does
+    confidence = [0.1, 0.9, 0.5, 0.3, 0.95, 0.5, 0.2, 0.7, 0.5, 0.6]
+    scorer = fake_scorer(confidence)
+    chosen = select_clips(make_clips(10), "condi", k, k_student, scorer=scorer, batch_size=batch_size)
+    student_probs, _ = scorer(np.stack([c.frames for c in make_clips(10)]))
+    want_student, want_teacher = selection.split_indices(
+        selection.predictive_entropy(student_probs), confidence, k, k_student
+    )
+    np.testing.assert_array_equal(chosen.student_clips, want_student)
+    np.testing.assert_array_equal(chosen.teacher_clips, want_teacher)
+    np.testing.assert_allclose(chosen.student_probs, student_probs[want_student], rtol=1e-6)
+    assert [int(f[0, 0, 0, 0]) for f in chosen.teacher_frames] == want_teacher.tolist()
+    np.testing.assert_allclose(chosen.confidence, confidence, rtol=1e-6)
+    assert chosen.num_clips == 10 and chosen.duration_s == pytest.approx(4.0)
+
+
+def test_select_clips_condi_hand_computed():
+    chosen = select_clips(make_clips(5), "condi", 2, scorer=fake_scorer([0.2, 0.8, 0.8, 0.1, 0.9]), batch_size=2)
+    assert chosen.teacher_clips.tolist() == [4, 1]  # 0.9, then 0.8 at index 1 before 0.8 at index 2
+    assert chosen.student_clips.tolist() == []
+
+
+def test_select_clips_holds_k_clips_not_n():
+    created: list = []
+    most_alive = 0
+
+    def scorer(frames):
+        nonlocal most_alive
+        most_alive = max(most_alive, sum(r() is not None for r in created))
+        return fake_scorer(list(np.linspace(0, 1, 200)))(frames)
+
+    select_clips(make_clips(200, created), "condi", 5, scorer=scorer, batch_size=4)
+    assert most_alive <= 5 + 4 + 1  # heap + pending batch + the clip being assembled, not 200
+
+
+@pytest.mark.parametrize(
+    "strategy, k, expected",
+    [("dense", 3, list(range(10))), ("equidistant", 3, [1, 5, 8]), ("random", 3, None), ("equidistant", 20, list(range(10)))],
+)
+def test_select_clips_teacher_only_strategies(strategy, k, expected):
+    chosen = select_clips(make_clips(10), strategy, k, rng=np.random.default_rng(7))
+    if expected is None:
+        expected = selection.random_indices(10, k, np.random.default_rng(7)).tolist()
+    assert chosen.teacher_clips.tolist() == expected
+    assert [int(f[0, 0, 0, 0]) for f in chosen.teacher_frames] == expected
+    assert chosen.confidence.size == 0 and chosen.student_clips.size == 0
+
+
+def test_video_prediction_hand_computed():
+    teacher = np.array([[0.6, 0.4, 0.0], [0.2, 0.8, 0.0]])
+    student = np.array([[0.0, 0.0, 1.0]])
+    out = video_prediction(teacher, student, class_names=CLASSES)
+    # mean of the three vectors: [0.8, 1.2, 1.0] / 3
+    assert out["label_index"] == 1 and out["label"] == "MoveRight"
+    assert out["score"] == pytest.approx(0.4)
+    assert out["top5_labels"] == ["MoveRight", "RotateCW", "MoveLeft"]
+    assert out["top5_scores"] == pytest.approx([0.4, 1 / 3, 0.8 / 3])
+    # confidence weighting inside the teacher group: (2 * (0.9 t1 + 0.1 t2) + s) / 3 = [1.12, 0.88, 1] / 3
+    weighted = video_prediction(teacher, student, np.array([0.9, 0.1]))
+    assert weighted["label_index"] == 0 and weighted["label"] == "0"
+    assert weighted["score"] == pytest.approx(1.12 / 3)
+
+
+def test_to_model_input_normalises_and_permutes():
+    frames = np.zeros((2, 4, 3, 3, 3), np.uint8)
+    frames[1, 2, 0, 1, 0] = 255
+    x = to_model_input(frames, (0.5, 0.5, 0.5), (0.5, 0.25, 0.5))
+    assert x.shape == (2, 3, 4, 3, 3)
+    assert x[1, 0, 2, 0, 1].item() == pytest.approx(1.0)
+    assert x[1, 1, 2, 0, 1].item() == pytest.approx(-2.0)
+
+
+def test_label_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="k_student must be between 0 and k=2"):
+        LabelConfig("in", "out", "t", "s", k=2, k_student=3)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        LabelConfig("in", "out", "t", "s", strategy="oracle")
+    with pytest.raises(ValueError, match="needs a student checkpoint"):
+        LabelConfig("in", "out", "t")
+    LabelConfig("in", "out", "t", strategy="dense")  # the teacher-only strategies need no student
+
+
+def test_output_columns_cover_the_issue_and_the_readme_table():
+    required = {"video_id", "uri", "status", "error", "label", "label_index", "score", "top5_labels", "top5_scores",
+                "num_clips", "duration_s", "selected_clips", "selected_start_s", "selected_end_s",
+                "selected_confidence", "selected_by", "teacher_model", "student_model", "k", "k_student",
+                "decode_s", "student_s", "teacher_s"}
+    assert required <= set(OUTPUT_SCHEMA.names)
+    table = columns_markdown()
+    assert all(f"| `{name}` |" in table for name, _, _ in OUTPUT_COLUMNS)
+
+
+def test_list_videos_prefix_and_manifest(tmp_path):
+    for name in ("b/clip.MP4", "a.webm", "notes.txt", "c/d/e.avi"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    videos = list_videos(str(tmp_path))
+    assert videos["video_id"].to_pylist() == ["a", "b/clip", "c/d/e"]
+    assert videos["uri"].to_pylist() == [str(tmp_path / n) for n in ("a.webm", "b/clip.MP4", "c/d/e.avi")]
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("uri,label\nb/clip.MP4,x\nmissing.mp4,y\n")
+    assert list_videos(str(manifest))["video_id"].to_pylist() == ["b/clip", "missing"]  # missing: an error row later
+    with pytest.raises(LabelError, match="no video found"):
+        list_videos(str(tmp_path / "notes.txt"))  # a file that is not a video
+    with pytest.raises(LabelError, match="cannot list the input prefix"):
+        list_videos(str(tmp_path / "nowhere"))
+
+
+def test_unusable_inputs_exit_non_zero_naming_the_uri(tmp_path, capsys):
+    teacher, student = save_models(str(tmp_path / "models"))
+    code = main(["label", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out"),
+                 "--teacher", teacher, "--student", student])
+    assert code == 2
+    assert str(tmp_path / "nowhere") in capsys.readouterr().err
+    code = main(["label", "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+                 "--teacher", student, "--student", student])
+    assert code == 2
+    assert "two-headed student checkpoint; --teacher needs a plain classifier" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# the job on Ray
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def s3_job(s3_server, ray_runtime):
+    """30 synthetic videos and the two checkpoints on the loopback S3 server, labelled once."""
+    root = s3_server.uri("label")
+    synth(f"{root}/videos", 30)
+    teacher, student = save_models(f"{root}/models")
+    config = LabelConfig(f"{root}/videos", f"{root}/out", teacher, student, k=3, student_batch_size=4,
+                         videos_per_teacher_call=4, rows_per_file=8)
+    return config, label_videos(config)
+
+
+@pytest.mark.slow
+def test_labels_30_s3_videos_into_parquet_on_s3(s3_job):
+    config, summary = s3_job
+    table = read_output(config.output)
+    assert table.schema.equals(OUTPUT_SCHEMA)
+    assert table.num_rows == 30 and len(set(table["video_id"].to_pylist())) == 30
+    rows = table.to_pylist()
+    assert all(r["status"] == "ok" and r["error"] is None for r in rows)
+    assert all(r["uri"].startswith("s3://") and r["teacher_model"] == config.teacher for r in rows)
+    # exactly K clips per video reached the teacher (N when N < K), counted inside TeacherPredict
+    assert any(r["num_clips"] < 3 for r in rows) and any(r["num_clips"] > 3 for r in rows)
+    assert all(r["teacher_clips"] == min(3, r["num_clips"]) for r in rows)
+    assert all(len(r["clip_confidence"]) == r["num_clips"] for r in rows)
+    assert summary.videos_ok == 30 and summary.videos_error == 0
+    assert summary.clips_to_teacher == sum(r["teacher_clips"] for r in rows)
+    assert summary.clips_scored == summary.dense_clips == sum(r["num_clips"] for r in rows)
+    assert summary.teacher_share == pytest.approx(summary.clips_to_teacher / summary.dense_clips)
+    written = json.loads(read_bytes(f"{config.output}/_summary.json"))
+    assert written["videos_ok"] == 30 and written["run_id"] == summary.run_id
+    for row in rows[::6]:  # the selection rule computed independently here, on 5 of the videos
+        check_consistent(row, config)
+
+
+@pytest.mark.slow
+def test_rerun_labels_only_missing_videos(s3_job, s3_server):
+    config, first = s3_job
+    files = [f for f in list_files(config.output, (".parquet",)) if "/_" not in f]
+    assert len(files) >= 2
+    removed = pq.read_table(resolve(files[0])[1], filesystem=resolve(files[0])[0])["video_id"].to_pylist()
+    s3_server.client().delete_object(Bucket=s3_server.bucket, Key=resolve(files[0])[1].split("/", 1)[1])
+    assert labelled_ids(config.output) == {r for r in read_output(config.output)["video_id"].to_pylist()}
+
+    second = label_videos(config)
+    assert second.videos_already_labelled == 30 - len(removed)
+    assert second.videos_labelled == len(removed)
+    table = read_output(config.output)
+    new = table.filter(pa.compute.equal(table["run_id"], second.run_id))
+    assert sorted(new["video_id"].to_pylist()) == sorted(removed)
+    assert table.num_rows == 30 and len(set(table["video_id"].to_pylist())) == 30
+
+    third = label_videos(config)  # nothing left: no new rows, still a success
+    assert third.videos_labelled == 0 and read_output(config.output).num_rows == 30
+
+
+@pytest.mark.slow
+def test_bad_inputs_give_one_error_row_each(tmp_path, ray_runtime, capsys):
+    videos = tmp_path / "videos"
+    synth(str(videos / "good"), 3)
+    (videos / "bad").mkdir()
+    (videos / "bad" / "empty.mp4").write_bytes(b"")
+    (videos / "bad" / "text.mp4").write_text("this is not a video\n" * 50)
+    good = write_video(tmp_path / "long.mp4", gradient_frames(100, 64, 48), fps=10)
+    (videos / "bad" / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    write_audio_only(videos / "bad" / "audio.mp4", seconds=1.0)
+    teacher, student = save_models(str(tmp_path / "models"))
+    out = tmp_path / "out"
+
+    # through the CLI: some videos labelled, so exit 0 although four failed
+    assert main(["label", "--input", str(videos), "--output", str(out), "--teacher", teacher, "--student", student,
+                 "--k", "3", "--k-student", "1", "--student-batch-size", "4"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = {r["video_id"]: r for r in read_output(str(out)).to_pylist()}
+    assert len(rows) == 7 and summary["videos_ok"] == 3 and summary["videos_error"] == 4
+    reasons = {v: rows[f"bad/{v}"]["error"] for v in ("empty", "text", "truncated", "audio")}
+    assert all(rows[f"bad/{v}"]["status"] == "error" and rows[f"bad/{v}"]["label"] is None for v in reasons)
+    assert all(reasons.values()) and "no video stream" in reasons["audio"]
+    config = LabelConfig(str(videos), str(out), teacher, student, k=3, k_student=1, student_batch_size=4)
+    for row in rows.values():
+        if row["status"] == "ok":  # Fig. 2c: one clip by the student, K_t = 2 by the teacher
+            assert row["selected_by"][0] == "student" and row["teacher_clips"] == min(2, row["num_clips"] - 1)
+            check_consistent(row, config)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_summary_says_when_nothing_could_be_labelled():
+    base = dict(run_id="r", input="i", output="o", strategy="condi", k=5, k_student=0, videos_in_input=4,
+                clips_scored=0, clips_to_teacher=0, dense_clips=0, teacher_share=None, seconds=1.0,
+                videos_per_second=None)
+    assert LabelSummary(**base, videos_already_labelled=0, videos_labelled=4, videos_ok=0, videos_error=4).nothing_labelled
+    assert not LabelSummary(**base, videos_already_labelled=0, videos_labelled=4, videos_ok=1,
+                            videos_error=3).nothing_labelled
+    assert not LabelSummary(**base, videos_already_labelled=4, videos_labelled=0, videos_ok=0,
+                            videos_error=0).nothing_labelled  # a rerun with nothing left to do
+
+
+@pytest.mark.slow
+def test_killed_score_and_select_actor_is_replaced(tmp_path, ray_runtime):
+    import ray
+
+    videos = tmp_path / "videos"
+    synth(str(videos), 12, min_seconds=12.0, max_seconds=12.0)
+    teacher, student = save_models(str(tmp_path / "models"))
+    config = LabelConfig(str(videos), str(tmp_path / "out"), teacher, student, k=3, student_batch_size=4,
+                         student_actors=1, teacher_actors=1, rows_per_file=4)
+    result: dict = {}
+    job = threading.Thread(target=lambda: result.update(summary=label_videos(config)))
+    job.start()
+
+    def score_actors():
+        # the GCS actor table: ray.util.state needs the dashboard, which the test runtime does not start
+        return [a for a in ray._private.state.actors().values()
+                if "ScoreAndSelect" in a["ActorClassName"] and a["State"] == "ALIVE"]
+
+    deadline = time.time() + 120
+    while not score_actors() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # let it get into the videos
+    victim = score_actors()[0]
+    assert job.is_alive()
+    os.kill(victim["Pid"], 9)
+    job.join(timeout=300)
+
+    assert not job.is_alive() and "summary" in result
+    actor = ray._private.state.actors()[victim["ActorID"]]
+    assert actor["NumRestarts"] >= 1 or actor["State"] == "DEAD"  # restarted in place or replaced
+    ids = read_output(config.output)["video_id"].to_pylist()
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 12
+    assert result["summary"].videos_ok == 12

@@ -1,0 +1,40 @@
+"""The train-teacher, distill and tune subcommands map their options onto the config dataclasses."""
+
+import pytest
+
+from raycondi.cli import _distill_config, _search_config, _teacher_config, build_parser
+from raycondi.train.presets import PRESETS
+
+
+def _parse(*argv):
+    return build_parser().parse_args(list(argv))
+
+
+def test_train_teacher_takes_preset_defaults_and_overrides():
+    args = _parse("train-teacher", "--clips", "s3://b/clips", "--out", "s3://b/t", "--preset", "small",
+                  "--workers", "2", "--gpu", "--epochs", "3", "--endpoint-url", "http://127.0.0.1:9000")
+    config = _teacher_config(args)
+    small = PRESETS["small"]
+    assert (config.model, dict(config.model_kwargs), config.crop_size) == (small.teacher, {"width": 1.0}, 32)
+    assert (config.epochs, config.workers, config.gpu, config.flip, config.optimizer) == (3, 2, True, False, "adamw")
+    assert config.storage.endpoint_url == "http://127.0.0.1:9000"
+    paper = _teacher_config(_parse("train-teacher", "--clips", "c", "--out", "o"))
+    assert (paper.model, dict(paper.model_kwargs), paper.crop_size, paper.flip) == ("resnext3d", {"depth": 101}, 112, True)
+    custom = _teacher_config(_parse("train-teacher", "--clips", "c", "--out", "o", "--model", "r3d_18"))
+    assert (custom.model, dict(custom.model_kwargs)) == ("r3d_18", {})
+
+
+def test_distill_defaults_are_the_papers():
+    config = _distill_config(_parse("distill", "--clips", "c", "--teacher", "t", "--out", "o", "--method", "st_conf"), "o")
+    assert (config.method, config.lam, config.mu, config.tau) == ("st_conf", 1.5, 1.5, 0.9)
+    assert (config.student, dict(config.student_kwargs)) == ("shufflenetv2_3d", {"width": 2.0})
+    with pytest.raises(SystemExit):
+        _parse("distill", "--clips", "c", "--teacher", "t", "--out", "o", "--method", "nope")
+
+
+def test_tune_ranges_and_objective():
+    args = _parse("tune", "--clips", "c", "--teacher", "t", "--out", "o", "--samples", "4", "--k", "3",
+                  "--lam-range", "0.5", "2.0", "--gpus-per-trial", "0.5")
+    config = _search_config(args)
+    assert (config.samples, config.k, config.lam, config.gpus_per_trial) == (4, 3, (0.5, 2.0), 0.5)
+    assert config.tau == (0.5, 2.0) and config.distill.out == "o"

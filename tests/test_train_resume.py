@@ -1,0 +1,95 @@
+"""Interrupting a training run (SIGKILL of the driver and the Ray it started) and starting it again with the
+same output continues from the last reported epoch instead of epoch 0."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from raycondi.datasets.shards import prepare
+from raycondi.datasets.synthetic import SynthConfig, generate_dataset
+from raycondi.video.decode import ClipSpec
+
+pytestmark = pytest.mark.slow
+
+RUN = """
+import sys, ray
+from raycondi.train.teacher import TeacherConfig, train_teacher
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+train_teacher(TeacherConfig(clips=sys.argv[1], out=sys.argv[2], model_kwargs={"width": 0.25}, crop_size=16,
+                            epochs=3, batch_size=8, lr=0.02))
+"""
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, ray_runtime):
+    root = tmp_path_factory.mktemp("resume")
+    generate_dataset(str(root / "videos"), SynthConfig(videos=12, classes=3, width=64, height=48, clip_len=4,
+                                                       max_seconds=3.0), workers=1)
+    prepare(str(root / "videos"), str(root / "clips"), clip=ClipSpec(clip_len=4, size=20))
+    return str(root / "clips")
+
+
+def _reported_epochs(run: Path) -> list[int]:
+    snapshot = run / "checkpoint_manager_snapshot.json"
+    if not snapshot.exists():
+        return []
+    try:
+        return [r["metrics"]["epoch"] for r in json.loads(snapshot.read_text())["checkpoint_results"]]
+    except (json.JSONDecodeError, KeyError):  # being rewritten
+        return []
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the driver's process group (the driver and the Ray it started) and wait until it is gone.
+
+    Ray processes outside the group (if any) exit on their own: a local Ray shares the fate of its driver."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+
+
+def test_restarted_run_continues_from_last_epoch(clips, tmp_path):
+    out = tmp_path / "teacher"
+    command = [sys.executable, "-c", RUN, clips, str(out)]
+    # a Ray of its own (not the fixture's, which set RAY_ADDRESS), so that killing it leaves ours alone
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    log = tmp_path / "first.log"
+    with open(log, "wb") as stderr:
+        first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not _reported_epochs(out / "run") and time.monotonic() < deadline:
+            assert first.poll() is None, f"the first run ended before its first checkpoint: {log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        assert _reported_epochs(out / "run"), "no checkpoint within 240 s"
+    finally:
+        _kill_group(first)
+    interrupted_at = _reported_epochs(out / "run")
+    assert interrupted_at and interrupted_at[-1] < 3
+
+    second = subprocess.run(command, env=env, timeout=400, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert second.returncode == 0, second.stderr.decode()[-2000:]
+
+    assert _reported_epochs(out / "run") == [1, 2, 3]
+    # every epoch's checkpoint is on disk once: epoch 1 was not trained a second time
+    directories = [d for d in (out / "run").glob("checkpoint_*") if d.is_dir()]
+    states = [torch.load(d / "train_state.pt", weights_only=True) for d in directories]
+    assert sorted(s["epoch"] for s in states) == [1, 2, 3]
+    assert (out / "model" / "model.pt").exists()
