@@ -215,6 +215,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quickstart(args: argparse.Namespace) -> int:
+    from raycondi.quickstart import QuickstartConfig, quickstart
+
+    quickstart(QuickstartConfig(workdir=args.workdir))
+    return 0
+
+
 def _method_uri(text: str) -> tuple[str, str]:
     """``method=URI`` of ``--student``."""
     method, sep, uri = text.partition("=")
@@ -352,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=32, help="clips per inference batch (default 32)")
     _add_storage_options(ev)
     ev.set_defaults(run=_evaluate)
+    quick = commands.add_parser(
+        "quickstart", help="the whole system on a small synthetic benchmark, on this machine (about 18 minutes on 2 CPU cores)")
+    quick.add_argument("--workdir", default="raycondi-quickstart",
+                       help="folder for every output, local or s3:// (default ./raycondi-quickstart); "
+                            "re-running with the same folder continues an interrupted run")
+    quick.set_defaults(run=_quickstart)
     return parser
 
 

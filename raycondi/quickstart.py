@@ -1,0 +1,232 @@
+"""``raycondi quickstart``: the whole system on the embedded default, in minutes on a laptop's CPU.
+
+:func:`quickstart` chains the library's jobs on one local Ray runtime (one ``ray.init``, every CPU of the
+machine), printing a progress line per step:
+
+1. :func:`~raycondi.datasets.synthetic.generate_dataset` -- the synthetic benchmark (UCF-101 layout);
+2. :func:`~raycondi.datasets.shards.prepare` -- Parquet clip shards (Ray Data);
+3. :func:`~raycondi.train.teacher.train_teacher` -- a small teacher (Ray Train);
+4. :func:`~raycondi.train.outputs.compute_teacher_logits` -- its logits on every clip (Ray Data);
+5. :func:`~raycondi.train.distill.distill` -- one student per method of :data:`METHODS` (Ray Train);
+6. :func:`~raycondi.evaluation.evaluate` -- Tables III-V, AUROCs, plots at every K of ``ks`` (Ray Data);
+7. :func:`~raycondi.pipeline.label.label_videos` -- the test videos labelled to Parquet by the teacher on
+   the ConDi-SR student's K most confident clips, K the best of the evaluation (Ray Data).
+
+Every step is skipped when its output is already under ``workdir`` (training resumes from its last
+checkpoint, labelling labels only the missing videos), so an interrupted run continues where it stopped.
+The numbers start from the ``small`` preset (:mod:`raycondi.train.presets`), made smaller still so that the
+whole run fits in about ten minutes on 2 CPU cores; the paper-sized runs are the same jobs with the CLI's
+``--preset paper``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import ray
+from ray.data import DataContext
+
+from raycondi.datasets.shards import prepare
+from raycondi.datasets.synthetic import SynthConfig, generate_dataset
+from raycondi.evaluation import EvaluateConfig, evaluate
+from raycondi.models.checkpoint import CONFIG_FILE
+from raycondi.pipeline.label import LabelConfig, LabelSummary, label_videos
+from raycondi.train.distill import DistillConfig, distill
+from raycondi.train.outputs import compute_teacher_logits
+from raycondi.train.presets import PRESETS
+from raycondi.train.teacher import TeacherConfig, train_teacher
+from raycondi.video.decode import ClipSpec
+from raycondi.video.storage import exists, join, read_bytes
+
+__all__ = ["METHODS", "QuickstartConfig", "QuickstartSummary", "best_k", "quickstart"]
+
+METHODS: tuple[str, ...] = ("condi_sr", "st_ent", "st_conf", "bce_conf")
+_SMALL = PRESETS["small"]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    """The quickstart's numbers; the defaults are the embedded default (about ten minutes on 2 CPU cores).
+
+    Attributes:
+        workdir: where everything goes (``videos/``, ``clips/``, ``teacher/``, ``students/METHOD/``,
+            ``eval/``, ``labels/``).
+        videos, classes, max_seconds, width, height, seed: the synthetic benchmark (:class:`SynthConfig`).
+        clip_len, size, crop_size: shard clips and training crops (the ``small`` preset's).
+        teacher_width, student_width: 3D ShuffleNetV2 width multipliers of the teacher and the students.
+        teacher_epochs, distill_epochs, batch_size, lr: the schedule (AdamW, no flips, as the ``small`` preset).
+        ks: the evaluation's K; the labelling job uses the one where ConDi-SR is most accurate.
+        num_cpus: CPUs Ray may use; None: every CPU of the machine.
+    """
+
+    workdir: str = "raycondi-quickstart"
+    videos: int = 300
+    classes: int = 6
+    max_seconds: float = 12.0
+    width: int = 64
+    height: int = 48
+    seed: int = 0
+    clip_len: int = _SMALL.clip_len
+    size: int = _SMALL.size
+    crop_size: int = _SMALL.crop_size
+    teacher_width: float = 1.0
+    student_width: float = 0.25
+    teacher_epochs: int = 6
+    distill_epochs: int = 4
+    batch_size: int = _SMALL.batch_size
+    lr: float = _SMALL.lr
+    ks: tuple[int, ...] = (1, 3, 5, 7)
+    num_cpus: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be >= 1, got {getattr(self, name)}"
+                    for name in ("videos", "teacher_epochs", "distill_epochs", "batch_size")
+                    if getattr(self, name) < 1]
+        if self.crop_size > self.size:
+            problems.append(f"crop_size {self.crop_size} must not exceed size {self.size}")
+        if not self.ks or min(self.ks) < 1:
+            problems.append(f"ks must be positive integers, got {self.ks}")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            problems.append(f"num_cpus must be >= 1, got {self.num_cpus}")
+        if problems:
+            raise ValueError("invalid QuickstartConfig: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class QuickstartSummary:
+    """Where the outputs are, the label run's summary, Table III (Markdown) and seconds per step."""
+
+    workdir: str
+    outputs: Mapping[str, str]
+    best_k: int
+    table_iii: str
+    labels: LabelSummary
+    seconds: Mapping[str, float] = field(default_factory=dict)
+
+
+def _step(number: int, total: int, title: str, seconds: dict[str, float], run: Callable[[], _T]) -> _T:
+    """Run one step between two progress lines and record its seconds under ``title``."""
+    print(f"[{number}/{total}] {title} ...", flush=True)
+    start = time.perf_counter()
+    value = run()
+    seconds[title] = time.perf_counter() - start
+    print(f"[{number}/{total}] {title}: done in {seconds[title]:.0f} s", flush=True)
+    return value
+
+
+def _trained(out: str) -> bool:
+    return exists(join(out, "model", CONFIG_FILE))
+
+
+def best_k(accuracy_csv: str, ks: tuple[int, ...]) -> int:
+    """The K of ``ks`` where ConDi-SR's video accuracy in ``accuracy.csv`` is highest (the smallest on a tie);
+    1 when the file has no ConDi-SR row."""
+    rows = [r for r in csv.DictReader(io.StringIO(accuracy_csv)) if r["strategy"] == "condi_sr" and r["k"] != "all"]
+    scored = [(float(r["accuracy"]), -int(r["k"])) for r in rows if int(r["k"]) in ks]
+    return -max(scored)[1] if scored else 1
+
+
+def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, float]) -> QuickstartSummary:
+    total = 6 + len(METHODS)
+    teacher = join(outputs["teacher"], "model")
+    # One training worker: every CPU but one (left to Ray Data's reads) for its torch threads.
+    cpus_per_worker = float(max(1, int(ray.cluster_resources().get("CPU", 1)) - 1))
+    training: dict[str, Any] = {
+        "clips": outputs["clips"], "batch_size": config.batch_size, "lr": config.lr, "optimizer": "adamw",
+        "flip": False, "cpus_per_worker": cpus_per_worker, "seed": config.seed,
+    }
+
+    def data() -> None:
+        if not exists(join(outputs["videos"], "ground_truth.parquet")):
+            generate_dataset(outputs["videos"], SynthConfig(
+                videos=config.videos, seed=config.seed, classes=config.classes, clip_len=config.clip_len,
+                width=config.width, height=config.height, max_seconds=config.max_seconds))
+
+    def shards() -> None:
+        if not exists(join(outputs["clips"], "dataset.json")):
+            prepare(outputs["videos"], outputs["clips"], clip=ClipSpec(clip_len=config.clip_len, size=config.size))
+
+    def teach() -> None:
+        if not _trained(outputs["teacher"]):
+            train_teacher(TeacherConfig(
+                out=outputs["teacher"], model="shufflenetv2_3d", model_kwargs={"width": config.teacher_width},
+                crop_size=config.crop_size, epochs=config.teacher_epochs, **training))
+
+    def student(method: str) -> Callable[[], None]:
+        def run() -> None:
+            if not _trained(outputs[method]):
+                distill(DistillConfig(
+                    teacher=teacher, out=outputs[method], student="shufflenetv2_3d",
+                    student_kwargs={"width": config.student_width}, method=method, epochs=config.distill_epochs,
+                    **training))
+        return run
+
+    _step(1, total, f"generate the synthetic benchmark ({config.videos} videos, {config.classes} classes)",
+          seconds, data)
+    _step(2, total, f"prepare clip shards ({config.clip_len}x{config.size}x{config.size})", seconds, shards)
+    _step(3, total, f"train the teacher ({config.teacher_epochs} epochs)", seconds, teach)
+    _step(4, total, "compute the teacher's logits", seconds,
+          lambda: compute_teacher_logits(outputs["clips"], teacher))
+    for number, method in enumerate(METHODS, start=5):
+        _step(number, total, f"distil the {method} student ({config.distill_epochs} epochs)", seconds,
+              student(method))
+    number = 5 + len(METHODS)
+    evaluation = _step(number, total, f"evaluate every strategy at K = {', '.join(map(str, config.ks))}", seconds,
+                       lambda: evaluate(EvaluateConfig(
+                           clips=outputs["clips"], teacher=teacher, out=outputs["eval"], ks=config.ks,
+                           students={m: join(outputs[m], "model") for m in METHODS})))
+    k = best_k(read_bytes(join(outputs["eval"], "accuracy.csv")).decode(), config.ks)
+    labels = _step(number + 1, total, f"label the test videos (ConDi-SR, K = {k})", seconds,
+                   lambda: label_videos(LabelConfig(
+                       input=outputs["videos"], output=outputs["labels"], teacher=teacher,
+                       student=join(outputs["condi_sr"], "model"), k=k, strategy="condi", split="test")))
+    return QuickstartSummary(config.workdir, outputs, k, evaluation.table_iii, labels, seconds)
+
+
+def _print_summary(summary: QuickstartSummary) -> None:
+    outputs = summary.outputs
+    print(f"\nTable III: video accuracy (%) on the test videos ({outputs['eval']}/accuracy.md)")
+    print(summary.table_iii)
+    print(f"\nquickstart done in {sum(summary.seconds.values()):.0f} s. Outputs under {summary.workdir}:")
+    for name, where in (
+        ("synthetic videos (UCF-101 layout) and ground_truth.parquet", outputs["videos"]),
+        ("clip shards", outputs["clips"]),
+        ("teacher checkpoint", join(outputs["teacher"], "model")),
+        *((f"{m} student checkpoint", join(outputs[m], "model")) for m in METHODS),
+        ("Tables III-V, ambiguity.csv, plots and report.md", outputs["eval"]),
+        (f"labels of {summary.labels.videos_ok} test videos (Parquet, K = {summary.best_k})", outputs["labels"]),
+    ):
+        print(f"  {name}: {where}")
+    teacher, condi = join(outputs["teacher"], "model"), join(outputs["condi_sr"], "model")
+    print("\nNext:")
+    print(f"  read {join(outputs['eval'], 'report.md')}")
+    print(f"  raycondi label --input VIDEOS --output OUT --teacher {teacher} --student {condi} "
+          f"--k {summary.best_k}   # your own videos (local or s3://)")
+    print("  the paper-sized models: raycondi prepare / train-teacher / distill / evaluate with --preset paper "
+          "(see the README)")
+
+
+def quickstart(config: QuickstartConfig = QuickstartConfig()) -> QuickstartSummary:
+    """Run the steps of the module docstring under ``config.workdir`` on a local Ray runtime; print Table III,
+    where every output is and what to run next; return the summary. Uses the connected Ray runtime if there
+    is one, else starts one with ``config.num_cpus`` (every CPU by default) and shuts it down at the end."""
+    outputs = {name: join(config.workdir, name) for name in ("videos", "clips", "teacher", "eval", "labels")}
+    outputs.update({m: join(config.workdir, "students", m) for m in METHODS})
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=config.num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        DataContext.get_current().enable_progress_bars = False
+        summary = _run(config, outputs, {})
+    finally:
+        if started:
+            ray.shutdown()
+    _print_summary(summary)
+    return summary
