@@ -88,6 +88,22 @@ def _ray_init() -> None:
     ray.init()
 
 
+def _run_options(args: argparse.Namespace, preset) -> dict:
+    """The options teacher training and distillation share: the preset fills what was not given."""
+    return dict(
+        batch_size=args.batch_size or preset.batch_size,
+        lr=args.lr or preset.lr,
+        optimizer=args.optimizer or preset.optimizer,
+        flip=preset.flip if args.flip is None else args.flip,
+        finetune=args.finetune,
+        workers=args.workers,
+        gpu=args.gpu,
+        cpus_per_worker=args.cpus_per_worker,
+        max_failures=args.max_failures,
+        storage=_storage(args),
+    )
+
+
 def _teacher_config(args: argparse.Namespace):
     from raycondi.train.teacher import TeacherConfig
 
@@ -99,16 +115,7 @@ def _teacher_config(args: argparse.Namespace):
         model_kwargs=_model_kwargs(args.model_kwargs, preset.teacher_kwargs if args.model is None else {}),
         crop_size=args.crop_size or preset.crop_size,
         epochs=args.epochs or preset.teacher_epochs,
-        batch_size=args.batch_size or preset.batch_size,
-        lr=args.lr or preset.lr,
-        optimizer=args.optimizer or preset.optimizer,
-        flip=preset.flip if args.flip is None else args.flip,
-        finetune=args.finetune,
-        workers=args.workers,
-        gpu=args.gpu,
-        cpus_per_worker=args.cpus_per_worker,
-        max_failures=args.max_failures,
-        storage=_storage(args),
+        **_run_options(args, preset),
     )
 
 
@@ -139,16 +146,7 @@ def _distill_config(args: argparse.Namespace, out: str):
         mu=args.mu,
         tau=args.tau,
         epochs=args.epochs or preset.distill_epochs,
-        batch_size=args.batch_size or preset.batch_size,
-        lr=args.lr or preset.lr,
-        optimizer=args.optimizer or preset.optimizer,
-        flip=preset.flip if args.flip is None else args.flip,
-        finetune=args.finetune,
-        workers=args.workers,
-        gpu=args.gpu,
-        cpus_per_worker=args.cpus_per_worker,
-        max_failures=args.max_failures,
-        storage=_storage(args),
+        **_run_options(args, preset),
     )
 
 
