@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -56,8 +57,9 @@ def _label(args: argparse.Namespace) -> int:
             k_student=args.k_student, strategy=args.strategy, weighting=args.weighting, seed=args.seed,
             split=args.split, student_batch_size=args.student_batch_size,
             teacher_batch_size=args.teacher_batch_size, rows_per_file=args.rows_per_file,
-            student_actors=args.student_actors, teacher_actors=args.teacher_actors,
-            student_gpus=args.student_gpus, teacher_gpus=args.teacher_gpus, storage=_storage(args),
+            stages=args.stages, student_actors=args.student_actors, teacher_actors=args.teacher_actors,
+            student_gpus=args.student_gpus, teacher_gpus=args.teacher_gpus, cpus_per_actor=args.cpus_per_actor,
+            storage=_storage(args),
         )
         summary = label_videos(config)
     except (LabelError, ValueError) as error:
@@ -304,11 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--student-batch-size", type=int, default=16, help="clips per student forward pass")
     lab.add_argument("--teacher-batch-size", type=int, default=32, help="clips per teacher forward pass")
     lab.add_argument("--rows-per-file", type=int, default=256, help="videos per output Parquet file")
-    lab.add_argument("--student-actors", type=int, default=None, help="ScoreAndSelect actors (default: from CPUs)")
+    lab.add_argument("--stages", choices=("auto", "split", "fused"), default="auto",
+                     help="run the student and the teacher in separate actor pools (split) or in one actor "
+                          "(fused); auto fuses them when no stage has a GPU")
+    lab.add_argument("--student-actors", type=int, default=None,
+                     help="ScoreAndSelect (or fused) actors (default: from the cluster's CPUs)")
     lab.add_argument("--teacher-actors", type=int, default=None, help="TeacherPredict actors (default: one per GPU)")
     lab.add_argument("--student-gpus", type=float, default=0.0, help="GPUs per ScoreAndSelect actor (default 0)")
     lab.add_argument("--teacher-gpus", type=float, default=None,
                      help="GPUs per TeacherPredict actor (default 1 when the cluster has GPUs, else 0)")
+    lab.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and torch threads) per actor")
     _add_storage_options(lab)
     lab.set_defaults(run=_label)
 
@@ -368,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="raycondi: %(message)s")  # the jobs' plans, to stderr
     return args.run(args)
 
 

@@ -244,6 +244,9 @@ def test_label_job_writes_parquet(cluster, inputs, s3_server):
                          *_label_args(inputs, s3_server))
     assert cluster.wait(job) == "SUCCEEDED", cluster.logs(job)
     assert f"Job '{job}' succeeded" in cluster.status(job)
+    summary = json.loads(read_bytes(f"{labels}/_summary.json", storage))
+    assert f"raycondi: labelling {inputs.test_videos} video(s) with {summary['plan']}" in cluster.logs(job)
+    assert "cluster: 1 CPU node(s) with 3 CPUs, 0 GPU node(s)" in summary["plan"]  # the head has no CPUs
     table = _read_parquet(labels, storage)
     assert table.num_rows == inputs.test_videos
     assert set(table["status"].to_pylist()) == {"ok"}
@@ -251,7 +254,7 @@ def test_label_job_writes_parquet(cluster, inputs, s3_server):
     assert all(len(clips) == min(2, n) for clips, n in zip(table["selected_clips"].to_pylist(),
                                                            table["num_clips"].to_pylist()))
     assert set(table["teacher_model"].to_pylist()) == {inputs.teacher}
-    assert json.loads(read_bytes(f"{labels}/_summary.json", storage))["videos_ok"] == inputs.test_videos
+    assert summary["videos_ok"] == inputs.test_videos
 
 
 def test_label_job_with_a_bad_input_fails_clearly(cluster, inputs, s3_server, prepare_job):

@@ -4,6 +4,7 @@ with real video files, on the loopback S3 server and on local disk."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -33,7 +34,7 @@ from raycondi.pipeline import (
     select_clips,
     video_prediction,
 )
-from raycondi.pipeline.label import ScoreAndSelect, to_model_input
+from raycondi.pipeline.label import ScoreAndSelect, plan_pools, to_model_input
 from raycondi.video.decode import Clip, iter_clips
 from raycondi.video.storage import list_files, read_bytes, resolve
 from tests.videos import gradient_frames, write_audio_only, write_video
@@ -203,6 +204,37 @@ def test_label_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="needs a student checkpoint"):
         LabelConfig("in", "out", "t")
     LabelConfig("in", "out", "t", strategy="dense")  # the teacher-only strategies need no student
+    with pytest.raises(ValueError, match="stages must be one of"):
+        LabelConfig("in", "out", "t", "s", stages="pipelined")
+    with pytest.raises(ValueError, match="stages='fused' runs both models on CPU"):
+        LabelConfig("in", "out", "t", "s", stages="fused", teacher_gpus=1.0)
+
+
+CPU_NODE, GPU_NODE = {"CPU": 16.0, "memory": 6.4e10}, {"CPU": 8.0, "GPU": 2.0}
+
+
+@pytest.mark.parametrize("nodes, options, videos, expected", [
+    # no GPU anywhere: both stages fused, one actor per CPU, never more actors than videos
+    ([{"CPU": 2.0}], {}, 30, (True, 2, 0, 0.0)),
+    ([{"CPU": 2.0}], {}, 1, (True, 1, 0, 0.0)),
+    ([{"memory": 1e9}, {"CPU": 3.0}], {}, 30, (True, 3, 0, 0.0)),  # a head with --num-cpus 0 is not a node to fill
+    ([CPU_NODE, CPU_NODE], {"cpus_per_actor": 4.0}, 100, (True, 8, 0, 0.0)),
+    # a CPU-only cluster can still be split: one CPU teacher, students on the other CPUs
+    ([{"CPU": 4.0}], {"stages": "split"}, 30, (False, 3, 1, 0.0)),
+    # GPUs: one teacher per GPU; students on the CPU nodes' 32 CPUs and the 16 - 4 the GPU nodes leave
+    ([CPU_NODE, CPU_NODE, GPU_NODE, GPU_NODE], {}, 1000, (False, 44, 4, 1.0)),
+    ([GPU_NODE], {}, 1000, (False, 6, 2, 1.0)),  # a single GPU machine
+    ([GPU_NODE], {"teacher_gpus": 0.5}, 1000, (False, 4, 4, 0.5)),
+    ([GPU_NODE], {"student_gpus": 0.5, "teacher_gpus": 1.0, "teacher_actors": 1}, 1000, (False, 2, 1, 1.0)),
+    ([CPU_NODE, GPU_NODE], {"student_actors": 3, "teacher_actors": 1}, 1000, (False, 3, 1, 1.0)),
+    ([CPU_NODE, GPU_NODE], {}, 1, (False, 1, 1, 1.0)),
+])
+def test_plan_pools_sizes_the_actors_from_the_cluster(nodes, options, videos, expected):
+    plan = plan_pools(LabelConfig("in", "out", "t", "s", **options), nodes, videos)
+    assert (plan.fused, plan.student_actors, plan.teacher_actors, plan.teacher_gpus) == expected
+    described = plan.describe()
+    assert f"{videos} video(s)" in described and f"{sum(n.get('GPU', 0) for n in nodes):g} GPUs" in described
+    assert ("ScoreSelectPredict" in described) == plan.fused
 
 
 def test_output_columns_cover_the_issue_and_the_readme_table():
@@ -248,12 +280,13 @@ def test_unusable_inputs_exit_non_zero_naming_the_uri(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def s3_job(s3_server, ray_runtime):
-    """30 synthetic videos and the two checkpoints on the loopback S3 server, labelled once."""
+    """30 synthetic videos and the two checkpoints on the loopback S3 server, labelled once with the stages
+    split as on a GPU cluster: the K clips go from ScoreAndSelect to TeacherPredict through the object store."""
     root = s3_server.uri("label")
     synth(f"{root}/videos", 30)
     teacher, student = save_models(f"{root}/models")
     config = LabelConfig(f"{root}/videos", f"{root}/out", teacher, student, k=3, student_batch_size=4,
-                         videos_per_teacher_call=4, rows_per_file=8)
+                         videos_per_teacher_call=4, rows_per_file=8, stages="split")
     return config, label_videos(config)
 
 
@@ -302,7 +335,8 @@ def test_rerun_labels_only_missing_videos(s3_job, s3_server):
 
 
 @pytest.mark.slow
-def test_bad_inputs_give_one_error_row_each(tmp_path, ray_runtime, capsys):
+def test_bad_inputs_give_one_error_row_each(tmp_path, ray_runtime, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="raycondi.label")
     videos = tmp_path / "videos"
     synth(str(videos / "good"), 3)
     (videos / "bad").mkdir()
@@ -320,6 +354,9 @@ def test_bad_inputs_give_one_error_row_each(tmp_path, ray_runtime, capsys):
     summary = json.loads(capsys.readouterr().out)
     rows = {r["video_id"]: r for r in read_output(str(out)).to_pylist()}
     assert len(rows) == 7 and summary["videos_ok"] == 3 and summary["videos_error"] == 4
+    # no GPU: both stages in one actor per CPU (the test runtime has 2), as logged
+    assert summary["plan"].startswith("2 ScoreSelectPredict actor(s) x 1 CPU (stages fused)")
+    assert f"labelling 7 video(s) with {summary['plan']}" in caplog.messages
     reasons = {v: rows[f"bad/{v}"]["error"] for v in ("empty", "text", "truncated", "audio")}
     assert all(rows[f"bad/{v}"]["status"] == "error" and rows[f"bad/{v}"]["label"] is None for v in reasons)
     assert all(reasons.values()) and "no video stream" in reasons["audio"]
@@ -343,14 +380,15 @@ def test_summary_says_when_nothing_could_be_labelled():
 
 
 @pytest.mark.slow
-def test_killed_score_and_select_actor_is_replaced(tmp_path, ray_runtime):
+@pytest.mark.parametrize("stages, actor_class", [("split", "ScoreAndSelect"), ("fused", "ScoreSelectPredict")])
+def test_killed_score_and_select_actor_is_replaced(tmp_path, ray_runtime, stages, actor_class):
     import ray
 
     videos = tmp_path / "videos"
-    synth(str(videos), 12, min_seconds=12.0, max_seconds=12.0)
+    synth(str(videos), 12, min_seconds=20.0, max_seconds=20.0)
     teacher, student = save_models(str(tmp_path / "models"))
     config = LabelConfig(str(videos), str(tmp_path / "out"), teacher, student, k=3, student_batch_size=4,
-                         student_actors=1, teacher_actors=1, rows_per_file=4)
+                         stages=stages, student_actors=1, teacher_actors=1, rows_per_file=4)
     result: dict = {}
     job = threading.Thread(target=lambda: result.update(summary=label_videos(config)))
     job.start()
@@ -358,12 +396,12 @@ def test_killed_score_and_select_actor_is_replaced(tmp_path, ray_runtime):
     def score_actors():
         # the GCS actor table: ray.util.state needs the dashboard, which the test runtime does not start
         return [a for a in ray._private.state.actors().values()
-                if "ScoreAndSelect" in a["ActorClassName"] and a["State"] == "ALIVE"]
+                if actor_class in a["ActorClassName"] and a["State"] == "ALIVE"]
 
     deadline = time.time() + 120
     while not score_actors() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(3.0)  # let it get into the videos
+        time.sleep(0.05)
+    time.sleep(2.0)  # into the videos (about 1.5 s each here, 12 of them), far from the end
     victim = score_actors()[0]
     assert job.is_alive()
     os.kill(victim["Pid"], 9)

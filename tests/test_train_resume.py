@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,4 +93,42 @@ def test_restarted_run_continues_from_last_epoch(clips, tmp_path):
     directories = [d for d in (out / "run").glob("checkpoint_*") if d.is_dir()]
     states = [torch.load(d / "train_state.pt", weights_only=True) for d in directories]
     assert sorted(s["epoch"] for s in states) == [1, 2, 3]
+    assert (out / "model" / "model.pt").exists()
+
+
+def test_failure_config_restarts_a_run_whose_worker_died(clips, tmp_path):
+    """SIGKILL of a Ray Train worker after the first epoch: ``FailureConfig(max_failures)`` starts a new worker
+    group, which resumes from that epoch's checkpoint, and the run ends normally."""
+    import ray
+
+    from raycondi.train.teacher import TeacherConfig, train_teacher
+
+    out = tmp_path / "teacher"
+
+    def train_workers() -> list[dict]:
+        return [a for a in ray._private.state.actors().values() if "RayTrainWorker" in a["ActorClassName"]]
+
+    killed: list[dict] = []
+
+    def kill_a_worker_after_the_first_epoch() -> None:
+        deadline = time.monotonic() + 240
+        while not _reported_epochs(out / "run") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = [a for a in train_workers() if a["State"] == "ALIVE"]
+        if alive and _reported_epochs(out / "run") and _reported_epochs(out / "run")[-1] < 3:
+            os.kill(alive[0]["Pid"], signal.SIGKILL)
+            killed.append(alive[0])
+
+    watcher = threading.Thread(target=kill_a_worker_after_the_first_epoch)
+    watcher.start()
+    train_teacher(TeacherConfig(clips=clips, out=str(out), model_kwargs={"width": 0.25}, crop_size=16, epochs=3,
+                                batch_size=8, lr=0.02, workers=2, cpus_per_worker=0.5, max_failures=1))
+    watcher.join()
+
+    assert killed, "the run ended before a worker could be killed"
+    assert len(train_workers()) > 2  # the dead group's two workers and the new group's
+    assert _reported_epochs(out / "run") == [1, 2, 3]
+    directories = [d for d in (out / "run").glob("checkpoint_*") if d.is_dir()]
+    states = [torch.load(d / "train_state.pt", weights_only=True) for d in directories]
+    assert sorted(s["epoch"] for s in states) == [1, 2, 3]  # each epoch once: the new group did not start over
     assert (out / "model" / "model.pt").exists()

@@ -213,7 +213,8 @@ def load_checkpoint(
     except ValueError as e:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(config_uri, f"not a raycondi checkpoint config: {e}") from None
     try:
-        model = config.build()
+        with torch.device("meta"):  # no memory and no init work for weights that are about to be replaced
+            model = config.build()
     except (ValueError, TypeError) as e:
         raise CheckpointError(config_uri, f"cannot build the model it describes: {e}") from None
 
@@ -223,9 +224,10 @@ def load_checkpoint(
     except Exception as e:  # weights_only refusals are pickle.UnpicklingError; corrupt archives RuntimeError
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(model_uri, f"refused: not a plain state dict of tensors ({first_line})") from None
+    del data
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(model_uri, f"refused: expected a state dict of tensors, got {type(state).__name__}")
     if problem := _state_dict_mismatch(model.state_dict(), state):
         raise CheckpointError(model_uri, f"does not fit {config.architecture} as described in {CONFIG_FILE}: {problem}")
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)  # the loaded tensors become the weights: one copy, not two
     return model.to(map_location), config

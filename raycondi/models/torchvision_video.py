@@ -12,37 +12,47 @@ outputs. The shapes each one accepts differ (``raycondi.models.registry`` states
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from torch import nn
-from torchvision.models import video
 
 __all__ = ["r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "swin3d_t"]
 
 
+def _video() -> ModuleType:
+    """``torchvision.models.video``, imported when a model is built, not when raycondi is: importing
+    torchvision costs every process about 160 MB, and most of a labelling job's processes (decode and the
+    student) never build one of these models."""
+    from torchvision.models import video
+
+    return video
+
+
 def r3d_18(num_classes: int) -> nn.Module:
     """torchvision ``r3d_18`` (18-layer 3D ResNet), untrained."""
-    return video.r3d_18(weights=None, num_classes=num_classes)
+    return _video().r3d_18(weights=None, num_classes=num_classes)
 
 
 def mc3_18(num_classes: int) -> nn.Module:
     """torchvision ``mc3_18`` (mixed 3D/2D convolution ResNet-18), untrained."""
-    return video.mc3_18(weights=None, num_classes=num_classes)
+    return _video().mc3_18(weights=None, num_classes=num_classes)
 
 
 def r2plus1d_18(num_classes: int) -> nn.Module:
     """torchvision ``r2plus1d_18`` ((2+1)D ResNet-18), untrained."""
-    return video.r2plus1d_18(weights=None, num_classes=num_classes)
+    return _video().r2plus1d_18(weights=None, num_classes=num_classes)
 
 
 def s3d(num_classes: int) -> nn.Module:
     """torchvision ``s3d`` (separable 3D Inception), untrained; needs >= 14 frames and >= 224 pixels."""
-    return video.s3d(weights=None, num_classes=num_classes)
+    return _video().s3d(weights=None, num_classes=num_classes)
 
 
 def mvit_v1_b(num_classes: int) -> nn.Module:
     """torchvision ``mvit_v1_b`` (multiscale vision transformer), untrained; needs 16 x 224 x 224 clips."""
-    return video.mvit_v1_b(weights=None, num_classes=num_classes)
+    return _video().mvit_v1_b(weights=None, num_classes=num_classes)
 
 
 def swin3d_t(num_classes: int) -> nn.Module:
     """torchvision ``swin3d_t`` (video Swin transformer, tiny), untrained."""
-    return video.swin3d_t(weights=None, num_classes=num_classes)
+    return _video().swin3d_t(weights=None, num_classes=num_classes)

@@ -7,6 +7,9 @@
       -> map_batches(TeacherPredict, actor pool)     teacher on the K_t clips, merge the student's K_s, label
       -> write_datasink(LabelSink)                   Parquet files under the output URI, counts to the driver
 
+On a cluster without GPUs (``stages="auto"``, the default) the two actor stages run fused in one
+:class:`ScoreSelectPredict` actor per CPU: both models in one process, and the K clips never leave it.
+
 Stages
 ------
 * :class:`ScoreAndSelect` (CPU actors by default, ``student_gpus`` to put them on GPUs) loads the student
@@ -24,6 +27,15 @@ Stages
   the top 5. It counts the clips it actually ran per video (``teacher_clips``).
 * :class:`~raycondi.pipeline.sink.LabelSink` writes each write task's rows to one Parquet file with the
   schema of :mod:`raycondi.pipeline.schema`, atomically, and returns counts for the summary.
+
+Sizing
+------
+:func:`plan_pools` reads the resources of the cluster's live nodes and chooses the actors; the plan is
+logged (logger ``raycondi.label``), and recorded in the summary. With GPUs: one ``TeacherPredict`` actor per
+GPU, and ``ScoreAndSelect`` actors on the CPUs the teachers leave, counted per node -- the CPU-only nodes
+first, where Ray's scheduler puts actors that ask for no GPU (it avoids GPU nodes for them while CPU nodes
+have room), then the GPU nodes' spare CPUs. Without GPUs: one fused actor per ``cpus_per_actor`` CPUs.
+No pool is larger than the number of videos to label. Every number can be overridden.
 
 Design notes
 ------------
@@ -53,6 +65,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import posixpath
 import tempfile
 import time
@@ -100,6 +113,7 @@ VIDEO_SUFFIXES: tuple[str, ...] = (
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
 )
 SUMMARY_FILE = "_summary.json"
+STAGES = ("auto", "split", "fused")
 _SPOOL_BYTES = 64 << 20
 _TOP = 5
 
@@ -109,6 +123,8 @@ _STAGE_SCHEMA = (
     .append(pa.field("_frames_shape", pa.list_(pa.int32())))
     .append(pa.field("_student_probs", pa.list_(pa.float32())))  # the K_s student clips' probabilities, flat
 )
+
+logger = logging.getLogger("raycondi.label")
 
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """Student on a (B, T, H, W, 3) uint8 batch -> (class probabilities (B, C), confidence z~ (B,))."""
@@ -136,7 +152,12 @@ class LabelConfig:
         teacher_batch_size: clips per teacher forward pass.
         videos_per_teacher_call: videos per TeacherPredict call (their clips are batched together).
         rows_per_file: videos gathered into one output file (smaller: less work redone after a crash).
-        student_actors, teacher_actors: actor pool sizes; None derives them from the cluster's resources.
+        stages: ``split`` runs ScoreAndSelect and TeacherPredict in separate actor pools; ``fused`` runs both
+            in one :class:`ScoreSelectPredict` actor (one process and one torch per actor instead of two,
+            and the K clips stay in it: the memory-lean choice when both models run on CPU); ``auto`` fuses
+            exactly when no stage has a GPU.
+        student_actors, teacher_actors: actor pool sizes (``student_actors`` sizes the fused pool); None
+            derives them from the cluster's resources (:func:`plan_pools`).
         student_gpus, teacher_gpus: GPUs per actor; ``teacher_gpus=None`` is 1 when the cluster has GPUs.
         cpus_per_actor: CPUs reserved by each actor (and its torch threads).
         limits, storage: decode limits and S3 settings.
@@ -157,6 +178,7 @@ class LabelConfig:
     teacher_batch_size: int = 32
     videos_per_teacher_call: int = 8
     rows_per_file: int = 256
+    stages: Literal["auto", "split", "fused"] = "auto"
     student_actors: int | None = None
     teacher_actors: int | None = None
     student_gpus: float = 0.0
@@ -181,6 +203,10 @@ class LabelConfig:
             problems.append(f"k_student needs strategy='condi', got {self.strategy!r}")
         if self.strategy == "condi" and not self.student:
             problems.append("strategy='condi' needs a student checkpoint")
+        if self.stages not in STAGES:
+            problems.append(f"stages must be one of {', '.join(STAGES)}, got {self.stages!r}")
+        if self.stages == "fused" and (self.student_gpus or self.teacher_gpus):
+            problems.append("stages='fused' runs both models on CPU: it takes no student_gpus or teacher_gpus")
         if self.split not in (None, "train", "val", "test"):
             problems.append(f"split must be train, val or test, got {self.split!r}")
         for name in ("stride", "student_batch_size", "teacher_batch_size", "videos_per_teacher_call",
@@ -202,7 +228,7 @@ class LabelSummary:
 
     ``clips_scored``: clips the student scored (ok videos); ``clips_to_teacher``: clips the teacher ran on;
     ``dense_clips``: clips of the ok videos, i.e. what dense sampling would have sent to the teacher;
-    ``teacher_share = clips_to_teacher / dense_clips``.
+    ``teacher_share = clips_to_teacher / dense_clips``; ``plan``: the actors the run used (:class:`PoolPlan`).
     """
 
     run_id: str
@@ -223,6 +249,7 @@ class LabelSummary:
     seconds: float
     videos_per_second: float | None
     files: tuple[str, ...] = ()
+    plan: str | None = None
 
     @property
     def nothing_labelled(self) -> bool:
@@ -570,6 +597,19 @@ class TeacherPredict:
         return pa.Table.from_pylist(rows, schema=_STAGE_SCHEMA).select(OUTPUT_SCHEMA.names)
 
 
+class ScoreSelectPredict:
+    """Both stages in one actor, for clusters where both models run on CPU: one process (one torch import,
+    about 0.6 GB) per actor instead of two, and the selected clips go from the student to the teacher in
+    memory instead of through the object store. The rows are exactly those of the split stages."""
+
+    def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None]) -> None:
+        self.score_and_select = ScoreAndSelect(config, clip, models)
+        self.teacher_predict = TeacherPredict(config, 0.0)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.teacher_predict(self.score_and_select(batch))
+
+
 # --------------------------------------------------------------------------------------------------
 # the job
 # --------------------------------------------------------------------------------------------------
@@ -602,25 +642,60 @@ def _clip_spec(config: LabelConfig) -> tuple[ClipSpec, dict[str, str | None]]:
     return ClipSpec(teacher.clip_len, teacher.crop_size, config.stride), models
 
 
-def _pool_sizes(config: LabelConfig, resources: dict[str, float]) -> tuple[int, int, float]:
-    """(student actors, teacher actors, GPUs per teacher actor) from the options, else the cluster.
+@dataclass(frozen=True)
+class PoolPlan:
+    """The actors a run uses: ``student_actors`` ScoreAndSelect (or fused ScoreSelectPredict) actors and
+    ``teacher_actors`` TeacherPredict actors (0 when fused), with their GPUs each."""
 
-    With GPUs: one teacher actor per GPU; student actors fill the remaining CPUs (or one per GPU with
-    ``student_gpus``). Without: one CPU teacher actor and student actors on the other CPUs.
-    """
-    cpus, gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
+    fused: bool
+    student_actors: int
+    teacher_actors: int
+    student_gpus: float
+    teacher_gpus: float
+    cpus_per_actor: float
+    basis: str
+
+    def describe(self) -> str:
+        def each(gpus: float) -> str:
+            return f"{self.cpus_per_actor:g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+
+        if self.fused:
+            pools = f"{self.student_actors} ScoreSelectPredict actor(s) x {each(0)} (stages fused)"
+        else:
+            pools = (f"{self.student_actors} ScoreAndSelect actor(s) x {each(self.student_gpus)}, "
+                     f"{self.teacher_actors} TeacherPredict actor(s) x {each(self.teacher_gpus)}")
+        return f"{pools}; {self.basis}"
+
+
+def plan_pools(config: LabelConfig, nodes: list[dict[str, float]], videos: int) -> PoolPlan:
+    """Size the actor pools from the live nodes' resources (``ray.nodes()[i]["Resources"]``); see "Sizing"."""
+    nodes = [node for node in nodes if node.get("CPU", 0) or node.get("GPU", 0)]  # not a head that only schedules
+    gpus = sum(node.get("GPU", 0) for node in nodes)
+    cpu_nodes = [node.get("CPU", 0) for node in nodes if not node.get("GPU", 0)]
+    gpu_nodes = [node.get("CPU", 0) for node in nodes if node.get("GPU", 0)]
+    basis = (f"cluster: {len(cpu_nodes)} CPU node(s) with {sum(cpu_nodes):g} CPUs, "
+             f"{len(gpu_nodes)} GPU node(s) with {gpus:g} GPUs and {sum(gpu_nodes):g} CPUs; {videos} video(s)")
+    per_actor = config.cpus_per_actor
     teacher_gpus = config.teacher_gpus if config.teacher_gpus is not None else (1.0 if gpus else 0.0)
-    if config.teacher_actors:
-        teachers = config.teacher_actors
-    else:
-        teachers = max(1, int(gpus // teacher_gpus)) if teacher_gpus else 1
+    fused = config.stages == "fused" or (config.stages == "auto" and not teacher_gpus and not config.student_gpus)
+    if fused:
+        actors = config.student_actors or int(sum(cpu_nodes + gpu_nodes) // per_actor)
+        return PoolPlan(True, max(1, min(actors, videos)), 0, 0.0, 0.0, per_actor, basis)
+    teachers = config.teacher_actors or (int(gpus // teacher_gpus) if teacher_gpus else 1)
+    teachers = max(1, min(teachers, videos))
     if config.student_actors:
         students = config.student_actors
     elif config.student_gpus:
-        students = max(1, int(max(0, gpus - teachers * teacher_gpus) // config.student_gpus))
-    else:
-        students = max(1, int((cpus - teachers * config.cpus_per_actor) // config.cpus_per_actor))
-    return students, teachers, teacher_gpus
+        students = int(max(0.0, gpus - teachers * teacher_gpus) // config.student_gpus)
+    else:  # CPU-only nodes whole; on GPU nodes what the teachers leave (a CPU-only cluster: the teachers' CPUs)
+        spare = sum(cpu_nodes) + sum(gpu_nodes) - teachers * per_actor
+        students = int(max(0.0, spare) // per_actor)
+    return PoolPlan(False, max(1, min(students, videos)), teachers, config.student_gpus, teacher_gpus, per_actor,
+                    basis)
+
+
+def _actor_pool(size: int) -> ray.data.ActorPoolStrategy:
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size)
 
 
 def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSummary:
@@ -636,34 +711,31 @@ def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSumm
     done = labelled_ids(config.output, config.storage)
     todo = videos.filter(pc.invert(pc.is_in(videos["video_id"], pa.array(sorted(done), pa.string()))))
     sink = LabelSink(config.output, run_id, config.rows_per_file, config.storage)
+    plan = None
     if todo.num_rows:
         if not ray.is_initialized():
             ray.init()
-        students, teachers, teacher_gpus = _pool_sizes(config, ray.cluster_resources())
+        plan = plan_pools(config, [n["Resources"] for n in ray.nodes() if n["Alive"]], todo.num_rows)
+        logger.info("labelling %d video(s) with %s", todo.num_rows, plan.describe())
         # One block per video (up to a bound): balances videos of very different lengths across actors.
         blocks = [todo.slice(i, 1) for i in range(todo.num_rows)] if todo.num_rows <= 10_000 else [todo]
-        (
-            ray.data.from_arrow(blocks)
-            .map_batches(
-                ScoreAndSelect,
-                fn_constructor_args=(config, clip, models),
-                batch_size=1,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=students, initial_size=students),
-                num_cpus=config.cpus_per_actor,
-                num_gpus=config.student_gpus or None,
+        rows = ray.data.from_arrow(blocks)
+        if plan.fused:
+            rows = rows.map_batches(
+                ScoreSelectPredict, fn_constructor_args=(config, clip, models), batch_size=1,
+                batch_format="pyarrow", compute=_actor_pool(plan.student_actors), num_cpus=plan.cpus_per_actor)
+        else:
+            rows = rows.map_batches(
+                ScoreAndSelect, fn_constructor_args=(config, clip, models), batch_size=1, batch_format="pyarrow",
+                compute=_actor_pool(plan.student_actors), num_cpus=plan.cpus_per_actor,
+                num_gpus=plan.student_gpus or None,
+            ).map_batches(
+                TeacherPredict, fn_constructor_args=(config, plan.teacher_gpus),
+                batch_size=config.videos_per_teacher_call, batch_format="pyarrow",
+                compute=_actor_pool(plan.teacher_actors), num_cpus=plan.cpus_per_actor,
+                num_gpus=plan.teacher_gpus or None,
             )
-            .map_batches(
-                TeacherPredict,
-                fn_constructor_args=(config, teacher_gpus),
-                batch_size=config.videos_per_teacher_call,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=teachers, initial_size=teachers),
-                num_cpus=config.cpus_per_actor,
-                num_gpus=teacher_gpus or None,
-            )
-            .write_datasink(sink, ray_remote_args={"num_cpus": 0})  # tiny rows: never wait for a CPU
-        )
+        rows.write_datasink(sink, ray_remote_args={"num_cpus": 0})  # tiny rows: never wait for a CPU
     seconds = time.perf_counter() - started
     counts = sink.counts
     labelled = counts.get("videos_ok", 0) + counts.get("videos_error", 0)
@@ -676,6 +748,7 @@ def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSumm
         clips_scored=counts.get("clips_scored", 0), clips_to_teacher=counts.get("clips_to_teacher", 0),
         dense_clips=dense, teacher_share=counts.get("clips_to_teacher", 0) / dense if dense else None,
         seconds=seconds, videos_per_second=labelled / seconds if labelled else None, files=tuple(sink.files),
+        plan=plan.describe() if plan else None,
     )
     write_bytes(join(config.output, SUMMARY_FILE), summary.to_json().encode(), config.storage)
     return summary
