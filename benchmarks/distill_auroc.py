@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--distill-epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--student-width", type=float, default=None, help="student width (default: the preset's)")
     args = parser.parse_args()
     preset = PRESETS["small"]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -62,12 +63,13 @@ def main() -> None:
     ))
     timings["teacher_s"] = time.time() - start
 
+    student_kwargs = dict(preset.student_kwargs) if args.student_width is None else {"width": args.student_width}
     results = {}
     for method in args.methods:
         start = time.time()
-        out = join(args.out, method)
+        out = join(args.out, method if args.student_width is None else f"{method}_w{args.student_width:g}")
         distill(DistillConfig(
-            clips=clips, teacher=teacher, out=out, student=preset.student, student_kwargs=preset.student_kwargs,
+            clips=clips, teacher=teacher, out=out, student=preset.student, student_kwargs=student_kwargs,
             method=method, epochs=args.distill_epochs or preset.distill_epochs, batch_size=preset.batch_size,
             lr=args.lr or preset.lr, optimizer=preset.optimizer, flip=preset.flip,
         ))
@@ -84,10 +86,12 @@ def main() -> None:
         print(f"{method:10} {m['auroc']:9.4f} {m['clip_accuracy']:9.4f} {m['teacher_clip_accuracy']:8.4f} "
               f"{m['video_accuracy_dense']:7.4f} {m['video_accuracy_k1']:7.4f} {m['video_accuracy_k3']:7.4f} "
               f"{m['video_accuracy_k5']:7.4f}")
-    record = {"split": "test", "preset": "small", "results": results, "timings_s": timings}
-    with open(join(args.out, "distill_auroc.json"), "w") as f:
+    record = {"split": "test", "preset": "small", "student_kwargs": student_kwargs, "results": results,
+              "timings_s": timings}
+    name = "distill_auroc.json" if args.student_width is None else f"distill_auroc_w{args.student_width:g}.json"
+    with open(join(args.out, name), "w") as f:
         json.dump(record, f, indent=2)
-    print(f"wrote {join(args.out, 'distill_auroc.json')}")
+    print(f"wrote {join(args.out, name)}")
     if {"condi_sr", "bce_conf"} <= set(results):
         condi, bce = results["condi_sr"]["auroc"], results["bce_conf"]["auroc"]
         print(f"condi_sr AUROC > bce_conf AUROC > 0.5: {condi > bce > 0.5}")

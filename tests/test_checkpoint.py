@@ -15,6 +15,7 @@ from raycondi.models import (
     CheckpointError,
     build_model,
     build_student,
+    for_inference,
     load_checkpoint,
     save_checkpoint,
 )
@@ -264,3 +265,20 @@ def test_config_validation():
     config = CheckpointConfig("r3d_18", 3, class_names=["a", "b", "c"], mean=[0.1, 0.2, 0.3])
     assert config.class_names == ("a", "b", "c") and config.mean == (0.1, 0.2, 0.3)
     assert CheckpointConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("name, kwargs", [("shufflenetv2_3d", {"width": 0.5}), ("mobilenetv2_3d", {"width": 0.45}),
+                                          ("resnext3d", {"depth": 50})])
+def test_for_inference_lays_out_cpu_weights_channels_last_and_predicts_the_same(name, kwargs):
+    torch.manual_seed(0)
+    model = build_student(name, 5, **kwargs)
+    x = torch.rand(2, 4, 32, 32, 3).permute(0, 4, 1, 2, 3)  # as to_model_input builds it: (B, T, H, W, 3) permuted
+    with torch.inference_mode():
+        expected = model.eval()(x.contiguous())
+        fast = for_inference(model, "cpu")
+        got = fast(x)
+    assert not fast.training
+    weights = [p for p in fast.parameters() if p.dim() == 5]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in weights)
+    for e, g in zip(expected, got):  # class logits and confidence logit
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)

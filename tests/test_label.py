@@ -20,7 +20,14 @@ import torch
 from raycondi import selection
 from raycondi.cli import main
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
-from raycondi.models import CheckpointConfig, build_model, build_student, load_checkpoint, save_checkpoint
+from raycondi.models import (
+    CheckpointConfig,
+    build_model,
+    build_student,
+    for_inference,
+    load_checkpoint,
+    save_checkpoint,
+)
 from raycondi.pipeline import (
     OUTPUT_COLUMNS,
     OUTPUT_SCHEMA,
@@ -95,16 +102,16 @@ def read_output(output: str) -> pa.Table:
 
 def expected_selection(uri: str, teacher_dir: str, student_dir: str, config: LabelConfig) -> selection.Selection:
     """What the evaluation's selection rule says for one video, from per-clip outputs computed here."""
-    student, s_cfg = load_checkpoint(student_dir)
-    teacher, t_cfg = load_checkpoint(teacher_dir)
+    (student, s_cfg), (teacher, t_cfg) = load_checkpoint(student_dir), load_checkpoint(teacher_dir)
+    student, teacher = for_inference(student), for_inference(teacher)  # the pipeline's layout and batches: same numerics
     frames = np.stack([c.frames for c in iter_clips(uri, s_cfg.clip_len, s_cfg.crop_size)])
     probs, conf, teacher_probs = [], [], []
     with torch.inference_mode():
-        for i in range(0, len(frames), config.student_batch_size):  # the pipeline's batches, same numerics
-            logits, z = student.eval()(to_model_input(frames[i:i + config.student_batch_size], s_cfg.mean, s_cfg.std))
+        for i in range(0, len(frames), config.student_batch_size):
+            logits, z = student(to_model_input(frames[i:i + config.student_batch_size], s_cfg.mean, s_cfg.std))
             probs.append(logits.softmax(1).numpy())
             conf.append(z.sigmoid().numpy())
-        teacher_probs = teacher.eval()(to_model_input(frames, t_cfg.mean, t_cfg.std)).softmax(1).numpy()
+        teacher_probs = teacher(to_model_input(frames, t_cfg.mean, t_cfg.std)).softmax(1).numpy()
     return selection.split_k(teacher_probs, np.concatenate(probs), np.concatenate(conf), config.k, config.k_student)
 
 

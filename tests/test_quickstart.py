@@ -10,7 +10,7 @@ import pytest
 
 from raycondi.cli import build_parser
 from raycondi.datasets.manifests import read_dataset
-from raycondi.quickstart import METHODS, QuickstartConfig, best_k, quickstart
+from raycondi.quickstart import METHODS, QuickstartConfig, best_k, quickstart, training_slots
 
 ACCURACY = """strategy,k,accuracy,videos
 oracle,1,0.9,10
@@ -39,6 +39,13 @@ def test_config_rejects_bad_numbers():
 def test_cli_parses_workdir():
     args = build_parser().parse_args(["quickstart", "--workdir", "/tmp/qs"])
     assert args.workdir == "/tmp/qs" and args.run.__name__ == "_quickstart"
+
+
+@pytest.mark.parametrize("cpus, expected", [(2, (2, 0.5)), (3, (3, 2 / 3)), (8, (4, 1.75)), (1, (1, 0.5))])
+def test_training_slots_one_run_per_core_one_cpu_left_for_reads(cpus, expected):
+    slots, per_worker = training_slots(cpus, len(METHODS))
+    assert (slots, per_worker) == pytest.approx(expected)
+    assert slots * per_worker <= max(cpus - 1, 0.5)
 
 
 @pytest.mark.slow
@@ -71,5 +78,7 @@ def test_reduced_quickstart_writes_every_output(tmp_path, capsys):
     assert set(labels["k"].to_pylist()) == {summary.best_k}
 
     printed = capsys.readouterr().out
-    assert f"[{6 + len(METHODS)}/{6 + len(METHODS)}] label the test videos" in printed
+    assert "[5/7] distil the condi_sr, st_ent, st_conf, bce_conf students (1 epochs, 2 at a time)" in printed
+    assert all(f"{method} student: done in" in printed for method in METHODS)
+    assert "[7/7] label the test videos" in printed
     assert "Table III" in printed and out["labels"] in printed and "Next:" in printed

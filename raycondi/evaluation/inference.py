@@ -33,7 +33,7 @@ import ray
 import torch
 
 from raycondi.datasets.manifests import read_dataset
-from raycondi.models import CheckpointConfig, load_checkpoint
+from raycondi.models import CheckpointConfig, for_inference, load_checkpoint
 from raycondi.train.data import clips_to_tensor
 from raycondi.video.decode import iter_clips
 from raycondi.video.storage import StorageOptions, exists, join, open_input, resolve
@@ -51,7 +51,7 @@ class ClipPredictor:
         self.models: dict[str, tuple[torch.nn.Module, CheckpointConfig]] = {}
         for name, uri in {"teacher": teacher, **students}.items():
             model, config = load_checkpoint(uri, map_location=self.device, storage=storage)
-            self.models[name] = (model.eval(), config)
+            self.models[name] = (for_inference(model, self.device), config)
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

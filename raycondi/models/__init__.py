@@ -1,7 +1,13 @@
 """raycondi's networks: the paper's 3D CNNs, torchvision's video classifiers, the two-headed student,
 and checkpoints. Build by name with ``build_model``/``build_student``; ``list_models()`` names them all."""
 
-from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, load_checkpoint, save_checkpoint
+from raycondi.models.checkpoint import (
+    CheckpointConfig,
+    CheckpointError,
+    for_inference,
+    load_checkpoint,
+    save_checkpoint,
+)
 from raycondi.models.registry import (
     InputShapeError,
     InputSpec,
@@ -23,6 +29,7 @@ __all__ = [
     "build_feature_extractor",
     "build_model",
     "build_student",
+    "for_inference",
     "list_models",
     "load_checkpoint",
     "model_info",

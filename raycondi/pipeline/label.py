@@ -84,7 +84,7 @@ import torch
 
 from raycondi import selection
 from raycondi.datasets.manifests import ManifestError, detect_format, read_dataset
-from raycondi.models.checkpoint import CONFIG_FILE, CheckpointConfig, load_checkpoint
+from raycondi.models.checkpoint import CONFIG_FILE, CheckpointConfig, for_inference, load_checkpoint
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from raycondi.pipeline.sink import LabelError, LabelSink, labelled_ids
 from raycondi.video.decode import Clip, ClipSpec, DecodeLimits, VideoDecodeError, iter_clips
@@ -510,7 +510,7 @@ class ScoreAndSelect:
         self.scorer: Scorer | None = None
         if config.strategy == "condi":
             model, checkpoint = load_checkpoint(config.student, map_location=self.device, storage=config.storage)
-            self.model, self.mean, self.std = model.eval(), checkpoint.mean, checkpoint.std
+            self.model, self.mean, self.std = for_inference(model, self.device), checkpoint.mean, checkpoint.std
             self.scorer = self._score
 
     def _score(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -563,7 +563,7 @@ class TeacherPredict:
         self.config = config
         self.device = _device(gpus)
         model, self.checkpoint = load_checkpoint(config.teacher, map_location=self.device, storage=config.storage)
-        self.model = model.eval()
+        self.model = for_inference(model, self.device)
 
     def _probs(self, frames: np.ndarray) -> np.ndarray:
         """Teacher probabilities ``(n, C)`` for ``n`` clips, in forward passes of ``teacher_batch_size``."""

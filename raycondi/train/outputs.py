@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from raycondi.models import load_checkpoint
+from raycondi.models import for_inference, load_checkpoint
 from raycondi.models.checkpoint import CONFIG_FILE, MODEL_FILE
 from raycondi.train.data import clips_to_tensor, read_split
 from raycondi.video.storage import StorageOptions, exists, join, open_input, open_output, read_bytes, write_bytes
@@ -40,8 +40,8 @@ class TeacherLogits:
 
     def __init__(self, checkpoint: str, storage: StorageOptions | None = None) -> None:
         self.device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        self.model, self.config = load_checkpoint(checkpoint, map_location=self.device, storage=storage)
-        self.model.eval()
+        model, self.config = load_checkpoint(checkpoint, map_location=self.device, storage=storage)
+        self.model = for_inference(model, self.device)
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,0 +1,122 @@
+"""Decoded frames per second with PyAV: per codec, one process and every core, with and without resizing.
+
+Encodes one ``--seconds`` test video per codec at ``--width`` x ``--height`` (a moving textured pattern, so
+the encoder does real work; ``--codecs h264 mpeg4 vp9 mjpeg``), then decodes it:
+
+* ``raw``: every frame to an RGB array at its own size (``frame.to_ndarray("rgb24")``), no resizing;
+* ``clips``: through :func:`raycondi.video.decode.iter_clips`, the labelling job's decoder, which resizes
+  and centre-crops every frame to ``--size`` and groups them into clips of ``--clip-len``.
+
+Each is timed in one process and in ``--processes`` processes at once (default: every core), each decoding
+its own pass over the file; frames/s is the total over the processes. Clips/s follows as frames/s divided by
+the clip length. The table is printed and the rows written as JSON with the machine and the command:
+
+    python benchmarks/decode_throughput.py
+    python benchmarks/decode_throughput.py --seconds 2 --codecs h264 --processes 2 --out /tmp/smoke.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+
+from raycondi.video.decode import iter_clips
+
+RESULTS = Path(__file__).parent / "results"
+CONTAINERS = {"h264": ".mp4", "mpeg4": ".mp4", "vp9": ".webm", "mjpeg": ".avi"}
+
+
+def encode(path: Path, codec: str, width: int, height: int, seconds: float, fps: int = 25) -> Path:
+    """A test video: a textured pattern drifting diagonally, yuv420p (yuvj420p for MJPEG)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    texture = ((np.sin(xs / 7.0) + np.cos(ys / 5.0)) * 60 + 128).astype(np.int64)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for i in range(round(seconds * fps)):
+            g = ((texture + 3 * i) % 256).astype(np.uint8)
+            rgb = np.stack([g, np.roll(g, i, axis=1), 255 - g], axis=-1)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def decode_raw(path: str) -> int:
+    frames = 0
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="rgb24")
+            frames += 1
+    return frames
+
+
+def decode_clips(path: str, clip_len: int, size: int) -> int:
+    return sum(len(clip.frames) for clip in iter_clips(path, clip_len, size))
+
+
+def timed(processes: int, mode: str, path: str, clip_len: int, size: int) -> tuple[int, float]:
+    """(frames decoded in total, wall seconds) with ``processes`` processes each decoding the file once."""
+    job = (decode_raw, path) if mode == "raw" else (decode_clips, path, clip_len, size)
+    start = time.perf_counter()
+    if processes == 1:
+        frames = job[0](*job[1:])
+    else:
+        with ProcessPoolExecutor(processes) as pool:
+            frames = sum(pool.map(job[0], *[[a] * processes for a in job[1:]]))
+    return frames, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--codecs", nargs="+", default=list(CONTAINERS), choices=list(CONTAINERS))
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clip-len", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112, help="the clips' square size (resize + centre crop)")
+    parser.add_argument("--processes", type=int, default=os.cpu_count(), help="the all-cores run's processes")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/decode_throughput.json)")
+    args = parser.parse_args(argv)
+
+    rows = []
+    print(f"{'codec':6} {'mode':6} {'procs':>5} {'frames':>8} {'seconds':>8} {'frames/s':>10} {'clips/s':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for codec in args.codecs:
+            path = encode(Path(tmp) / f"test{CONTAINERS[codec]}", codec, args.width, args.height, args.seconds)
+            for mode in ("raw", "clips"):
+                for processes in sorted({1, args.processes}):
+                    frames, seconds = timed(processes, mode, str(path), args.clip_len, args.size)
+                    row = {"codec": codec, "mode": mode, "processes": processes, "frames": frames,
+                           "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 1),
+                           "clips_per_s": round(frames / seconds / args.clip_len, 1)}
+                    rows.append(row)
+                    print(f"{codec:6} {mode:6} {processes:5} {frames:8} {seconds:8.2f} {row['frames_per_s']:10.1f} "
+                          f"{row['clips_per_s']:9.1f}", flush=True)
+    record = {
+        "benchmark": "decode_throughput", "host": platform.node(), "cpus": os.cpu_count(), "pyav": av.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "video": f"{args.width}x{args.height}, {args.seconds:g} s at 25 fps", "clip": f"{args.clip_len}x{args.size}x{args.size}",
+        "rows": rows,
+    }
+    out = Path(args.out) if args.out else RESULTS / "decode_throughput.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"written to {out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

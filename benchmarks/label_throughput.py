@@ -1,0 +1,161 @@
+"""The labelling job end to end: Dense, Equidistant and ConDi-SR at each K on one archive of long videos.
+
+Generates ``--videos`` synthetic videos of ``--seconds`` seconds each (UCF-101 layout; all of them are
+labelled, whatever their split; reused when already in ``--workdir``), then runs :func:`raycondi.pipeline.label.label_videos` on
+the same archive and the same Ray runtime once per strategy: ``dense``, and ``equidistant`` and ``condi``
+at every K of ``--ks``. For each run it reports
+
+* videos/s (the job's wall time, from the summary),
+* frames decoded (every strategy decodes every frame today: clips x clip_len),
+* student and teacher seconds (the per-video ``student_s`` / ``teacher_s`` columns summed: device seconds
+  on a GPU, CPU seconds here), clips sent to the teacher,
+* video accuracy against the synthetic ground truth,
+
+and each as a ratio to Dense. ``--teacher`` and ``--student`` take trained checkpoints (their clip shape and
+classes must fit the archive: ``--clip-len``/``--size``, ``--classes``); without them random-initialised
+ones are saved (``--teacher-arch``, ``--student-arch``/``--student-width``), which measures speed only
+(accuracy is then chance). The table is printed and the rows written as JSON with the machine and the command:
+
+    python benchmarks/label_throughput.py --teacher T --student S            # 16 one-minute videos
+    python benchmarks/label_throughput.py --videos 2 --seconds 4 --clip-len 4 --size 32 --ks 1 \\
+        --teacher-arch shufflenetv2_3d --student-width 0.25 --out /tmp/smoke.json   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import ray
+import torch
+
+from raycondi.datasets.manifests import read_dataset
+from raycondi.datasets.synthetic import SynthConfig, class_names, generate_dataset
+from raycondi.models import CheckpointConfig, build_model, build_student, save_checkpoint
+from raycondi.pipeline.label import LabelConfig, label_videos
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def make_archive(args: argparse.Namespace, workdir: Path) -> Path:
+    videos = workdir / f"videos_{args.videos}x{args.seconds:g}s_{args.width}x{args.height}_{args.classes}c"
+    if not (videos / "classInd.txt").exists():
+        generate_dataset(str(videos), SynthConfig(
+            videos=args.videos, classes=args.classes, width=args.width, height=args.height, clip_len=args.clip_len,
+            min_seconds=args.seconds, max_seconds=args.seconds))
+    return videos
+
+
+def random_checkpoints(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
+    names = class_names(SynthConfig(classes=args.classes))
+    common = dict(num_classes=args.classes, class_names=names, clip_len=args.clip_len, crop_size=args.size)
+    teacher_kwargs = {"depth": 101} if args.teacher_arch == "resnext3d" else {}
+    save_checkpoint(build_model(args.teacher_arch, args.classes, **teacher_kwargs), str(workdir / "teacher"),
+                    CheckpointConfig(args.teacher_arch, model_kwargs=teacher_kwargs, **common))
+    student_kwargs = {"width": args.student_width}
+    save_checkpoint(build_student(args.student_arch, args.classes, **student_kwargs), str(workdir / "student"),
+                    CheckpointConfig(args.student_arch, student=True, model_kwargs=student_kwargs, **common))
+    return str(workdir / "teacher"), str(workdir / "student")
+
+
+def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: int, out: Path) -> dict:
+    config = LabelConfig(str(videos), str(out), teacher, student if strategy == "condi" else None, k=k,
+                         strategy=strategy, stride=args.stride, student_gpus=args.student_gpus)
+    summary = label_videos(config)
+    columns = ["video_id", "status", "label", "decode_s", "student_s", "teacher_s"]
+    rows = pads.dataset(str(out), format="parquet").to_table(columns=columns)
+    truth = read_dataset(str(videos)).select(["video_id", "label"]).rename_columns(["video_id", "true_label"])
+    rows = rows.join(truth, "video_id")
+    ok = rows.filter(pc.equal(rows["status"], "ok"))
+    correct = pc.sum(pc.equal(ok["label"], ok["true_label"]).cast("int64")).as_py() or 0
+    return {
+        "strategy": strategy, "k": "all" if strategy == "dense" else k, "videos": summary.videos_ok,
+        "errors": summary.videos_error, "seconds": round(summary.seconds, 2),
+        "videos_per_s": round(summary.videos_ok / summary.seconds, 4),
+        "frames_decoded": summary.dense_clips * args.clip_len * args.stride,
+        "clips_scored": summary.clips_scored, "clips_to_teacher": summary.clips_to_teacher,
+        "student_s": round(pc.sum(ok["student_s"]).as_py() or 0.0, 3),
+        "teacher_s": round(pc.sum(ok["teacher_s"]).as_py() or 0.0, 3),
+        "decode_s": round(pc.sum(ok["decode_s"]).as_py() or 0.0, 3),
+        "accuracy": round(correct / max(1, ok.num_rows), 4), "plan": summary.plan,
+    }
+
+
+def with_ratios(rows: list[dict]) -> list[dict]:
+    dense = next(r for r in rows if r["strategy"] == "dense")
+    for row in rows:
+        for key in ("videos_per_s", "frames_decoded", "student_s", "teacher_s", "clips_to_teacher", "accuracy"):
+            row[f"{key}_vs_dense"] = round(row[key] / dense[key], 3) if dense[key] else None
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--clip-len", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--stride", type=int, default=1)
+    parser.add_argument("--ks", nargs="+", type=int, default=[1, 5])
+    parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: random weights)")
+    parser.add_argument("--student", default=None, help="student checkpoint (default: random weights)")
+    parser.add_argument("--teacher-arch", default="resnext3d")
+    parser.add_argument("--student-arch", default="shufflenetv2_3d")
+    parser.add_argument("--student-width", type=float, default=2.0)
+    parser.add_argument("--student-gpus", type=float, default=0.0, help="GPUs per ScoreAndSelect actor")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--workdir", default="/tmp/raycondi-label-throughput")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/label_throughput_<device>.json)")
+    args = parser.parse_args(argv)
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    videos = make_archive(args, workdir)
+    if args.teacher and args.student:
+        teacher, student = args.teacher, args.student
+    else:
+        teacher, student = random_checkpoints(args, workdir)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    runs = [("dense", 1)] + [(s, k) for s in ("equidistant", "condi") for k in args.ks]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        rows = with_ratios([one_run(args, videos, teacher, student, strategy, k,
+                                    workdir / f"labels_{stamp}" / f"{strategy}_k{k}") for strategy, k in runs])
+    finally:
+        if started:
+            ray.shutdown()
+
+    print(f"{'strategy':12} {'k':>4} {'videos/s':>9} {'x dense':>8} {'frames':>9} {'student s':>10} "
+          f"{'teacher s':>10} {'x dense':>8} {'accuracy':>9}")
+    for r in rows:
+        print(f"{r['strategy']:12} {r['k']:>4} {r['videos_per_s']:9.3f} {r['videos_per_s_vs_dense'] or 0:8.2f} "
+              f"{r['frames_decoded']:9} {r['student_s']:10.2f} {r['teacher_s']:10.2f} "
+              f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['accuracy']:9.3f}")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    record = {
+        "benchmark": "label_throughput", "device": device, "host": platform.node(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "archive": f"{args.videos} videos x {args.seconds:g} s, {args.width}x{args.height}, {args.classes} classes",
+        "clip": f"{args.clip_len}x{args.size}x{args.size}", "teacher": teacher, "student": student,
+        "trained_checkpoints": bool(args.teacher and args.student), "rows": rows,
+    }
+    out = Path(args.out) if args.out else RESULTS / f"label_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"written to {out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()

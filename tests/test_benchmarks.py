@@ -1,0 +1,75 @@
+"""The throughput benchmarks in CI size: they run on CPU, print their table and write JSON with every row.
+
+Smoke runs, not timing assertions: the figures are checked for being measured (positive, finite, counted),
+never against a speed."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def benchmarks(monkeypatch):
+    """Imports a script of benchmarks/ as a module (importable by name, so its worker processes find it)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module
+
+
+def test_model_throughput_smoke(tmp_path, capsys, benchmarks):
+    out = tmp_path / "models.json"
+    record = benchmarks("model_throughput").main([
+        "--models", "student:shufflenetv2_3d:0.25", "teacher:resnext3d:50", "--classes", "5", "--clip", "4x32x32",
+        "--batch-sizes", "1", "2", "--dtypes", "fp32", "bf16", "--layouts", "contiguous", "channels_last_3d",
+        "--warmup", "1", "--iters", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == record
+    rows = record["rows"]
+    assert len(rows) == 2 * 2 * 2 * 2  # models x layouts x batch sizes x dtypes
+    assert {(r["model"], r["batch_size"], r["dtype"], r["layout"]) for r in rows} == {
+        (m, b, d, lay) for m in ("student:shufflenetv2_3d:0.25", "teacher:resnext3d:50") for b in (1, 2)
+        for d in ("fp32", "bf16") for lay in ("contiguous", "channels_last_3d")}
+    fp32 = [r for r in rows if r["dtype"] == "fp32"]
+    assert all(r["error"] is None and r["clips_per_s"] > 0 and math.isfinite(r["clips_per_s"]) for r in fp32)
+    assert all(r["error"] or r["clips_per_s"] > 0 for r in rows)  # bf16 on a CPU may be unsupported: a row says so
+    assert record["device"].startswith("CPU") and "clips/s" in capsys.readouterr().out
+
+
+def test_decode_throughput_smoke(tmp_path, benchmarks):
+    out = tmp_path / "decode.json"
+    record = benchmarks("decode_throughput").main([
+        "--codecs", "h264", "mjpeg", "--width", "96", "--height", "64", "--seconds", "1", "--clip-len", "5",
+        "--size", "32", "--processes", "2", "--out", str(out)])
+    assert json.loads(out.read_text()) == record
+    rows = record["rows"]
+    assert {(r["codec"], r["mode"], r["processes"]) for r in rows} == {
+        (c, m, p) for c in ("h264", "mjpeg") for m in ("raw", "clips") for p in (1, 2)}
+    for row in rows:
+        per_process = 25 if row["mode"] == "raw" else 25 // 5 * 5  # clips: only whole clips' frames
+        assert row["frames"] == per_process * row["processes"]
+        assert row["frames_per_s"] > 0 and row["clips_per_s"] == pytest.approx(row["frames_per_s"] / 5, abs=0.1)
+
+
+@pytest.mark.slow
+def test_label_throughput_smoke(tmp_path, benchmarks, ray_runtime):
+    out = tmp_path / "label.json"
+    record = benchmarks("label_throughput").main([
+        "--videos", "3", "--seconds", "4", "--width", "64", "--height", "48", "--classes", "3", "--clip-len", "4",
+        "--size", "32", "--ks", "1", "--teacher-arch", "shufflenetv2_3d", "--student-width", "0.25",
+        "--workdir", str(tmp_path), "--out", str(out)])
+    assert json.loads(out.read_text()) == record
+    rows = {(r["strategy"], r["k"]): r for r in record["rows"]}
+    assert set(rows) == {("dense", "all"), ("equidistant", 1), ("condi", 1)}
+    dense = rows["dense", "all"]
+    assert all(r["videos"] == 3 and r["errors"] == 0 for r in rows.values())
+    assert dense["clips_to_teacher"] == rows["condi", 1]["clips_scored"] == 3 * 25  # 4 s at 25 fps: 25 clips of 4
+    assert rows["condi", 1]["clips_to_teacher"] == rows["equidistant", 1]["clips_to_teacher"] == 3
+    assert all(r["frames_decoded"] == 3 * 100 for r in rows.values())  # every strategy decodes every frame
+    assert rows["condi", 1]["clips_to_teacher_vs_dense"] == pytest.approx(3 / 75, abs=1e-3)
+    assert rows["condi", 1]["student_s"] > 0 and rows["equidistant", 1]["student_s"] == 0
+    assert all(0 <= r["accuracy"] <= 1 for r in rows.values())
