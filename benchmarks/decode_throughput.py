@@ -18,10 +18,7 @@ the clip length. The table is printed and the rows written as JSON with the mach
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,10 +26,10 @@ from pathlib import Path
 
 import av
 import numpy as np
+from _results import provenance, write
 
 from raycondi.video.decode import iter_clips
 
-RESULTS = Path(__file__).parent / "results"
 CONTAINERS = {"h264": ".mp4", "mpeg4": ".mp4", "vp9": ".webm", "mjpeg": ".avi"}
 
 
@@ -106,15 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
                     print(f"{codec:6} {mode:6} {processes:5} {frames:8} {seconds:8.2f} {row['frames_per_s']:10.1f} "
                           f"{row['clips_per_s']:9.1f}", flush=True)
     record = {
-        "benchmark": "decode_throughput", "host": platform.node(), "cpus": os.cpu_count(), "pyav": av.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        **provenance("decode_throughput", argv), "cpus": os.cpu_count(), "pyav": av.__version__,
         "video": f"{args.width}x{args.height}, {args.seconds:g} s at 25 fps", "clip": f"{args.clip_len}x{args.size}x{args.size}",
         "rows": rows,
     }
-    out = Path(args.out) if args.out else RESULTS / "decode_throughput.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"written to {out}")
+    write(record, args.out, "decode_throughput.json")
     return record
 
 

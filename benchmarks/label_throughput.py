@@ -24,9 +24,6 @@ ones are saved (``--teacher-arch``, ``--student-arch``/``--student-width``), whi
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -34,14 +31,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import ray
 import torch
+from _results import provenance, write
 
 from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.synthetic import SynthConfig, class_names, generate_dataset
 from raycondi.models import CheckpointConfig, build_model, build_student, save_checkpoint
 from raycondi.pipeline.label import LabelConfig, label_videos
-
-RESULTS = Path(__file__).parent / "results"
-
 
 def make_archive(args: argparse.Namespace, workdir: Path) -> Path:
     videos = workdir / f"videos_{args.videos}x{args.seconds:g}s_{args.width}x{args.height}_{args.classes}c"
@@ -144,16 +139,12 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['accuracy']:9.3f}")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     record = {
-        "benchmark": "label_throughput", "device": device, "host": platform.node(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        **provenance("label_throughput", argv), "device": device,
         "archive": f"{args.videos} videos x {args.seconds:g} s, {args.width}x{args.height}, {args.classes} classes",
         "clip": f"{args.clip_len}x{args.size}x{args.size}", "teacher": teacher, "student": student,
         "trained_checkpoints": bool(args.teacher and args.student), "rows": rows,
     }
-    out = Path(args.out) if args.out else RESULTS / f"label_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"written to {out}")
+    write(record, args.out, f"label_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json")
     return record
 
 

@@ -21,18 +21,14 @@ crash. The table is printed and the rows written as JSON with the machine and th
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
+from _results import provenance, write
 
 from raycondi.models import build_model, build_student
 
-RESULTS = Path(__file__).parent / "results"
 DEFAULT_MODELS = (
     "teacher:resnext3d:101",  # the paper's teacher (48.3 M parameters at 400 classes)
     "student:shufflenetv2_3d:2.0",  # the paper's student
@@ -132,15 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
     rows = run(args)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     record = {
-        "benchmark": "model_throughput", "device": device, "host": platform.node(), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        **provenance("model_throughput", argv), "device": device, "torch": torch.__version__,
         "clip": args.clip, "classes": args.classes, "warmup": args.warmup, "iters": args.iters,
         "rows": [asdict(r) for r in rows],
     }
-    out = Path(args.out) if args.out else RESULTS / f"model_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"written to {out}")
+    write(record, args.out, f"model_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json")
     return record
 
 

@@ -15,8 +15,8 @@ machine), printing a progress line per step:
 
 Every step is skipped when its output is already under ``workdir`` (training resumes from its last
 checkpoint, labelling labels only the missing videos), so an interrupted run continues where it stopped.
-The numbers start from the ``small`` preset (:mod:`raycondi.train.presets`), made smaller still so that the
-whole run fits in about ten minutes on 2 CPU cores; the paper-sized runs are the same jobs with the CLI's
+The numbers start from the ``small`` preset (:mod:`raycondi.train.presets`), made smaller still: the whole
+run takes about 16 minutes on 2 CPU cores. The paper-sized runs are the same jobs with the CLI's
 ``--preset paper``.
 """
 
@@ -55,7 +55,7 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    """The quickstart's numbers; the defaults are the embedded default (about ten minutes on 2 CPU cores).
+    """The quickstart's numbers; the defaults are the embedded default (about 16 minutes on 2 CPU cores).
 
     Attributes:
         workdir: where everything goes (``videos/``, ``clips/``, ``teacher/``, ``students/METHOD/``,

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 import weakref
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +40,7 @@ from raycondi.pipeline import (
     select_clips,
     video_prediction,
 )
-from raycondi.pipeline.label import ScoreAndSelect, plan_pools, to_model_input
+from raycondi.pipeline.label import plan_pools, to_model_input
 from raycondi.video.decode import Clip, iter_clips
 from raycondi.video.storage import list_files, read_bytes, resolve
 from tests.videos import gradient_frames, write_audio_only, write_video
