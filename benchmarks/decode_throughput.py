@@ -5,7 +5,8 @@ the encoder does real work; ``--codecs h264 mpeg4 vp9 mjpeg``), then decodes it:
 
 * ``raw``: every frame to an RGB array at its own size (``frame.to_ndarray("rgb24")``), no resizing;
 * ``clips``: through :func:`raycondi.video.decode.iter_clips`, the labelling job's decoder, which resizes
-  and centre-crops every frame to ``--size`` and groups them into clips of ``--clip-len``.
+  and centre-crops every frame to ``--size`` and groups them into clips of ``--clip-len``; its frame count
+  is the clips' frames, the last clip padded to ``--clip-len`` (N = ceil(frames / clip_len), as the paper).
 
 Each is timed in one process and in ``--processes`` processes at once (default: every core), each decoding
 its own pass over the file; frames/s is the total over the processes. Clips/s follows as frames/s divided by

@@ -236,14 +236,19 @@ def load_checkpoint(
 def for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """``model`` in eval mode on ``device``, laid out for the fastest inference there.
 
-    On CPU the weights go to ``channels_last_3d`` (NDHWC): oneDNN runs 3D convolutions, the students'
-    depthwise and grouped ones above all, several times faster in it (``benchmarks/model_throughput.py`` on
-    the 2-core VM, 16x112x112 clips, batch 8, fp32: 3D ShuffleNetV2 1.0x 12.7 -> 46.1 clips/s, ResNeXt-101
-    1.9 -> 3.4). Inputs need no conversion: a (B, T, H, W, 3) clip batch permuted to (B, 3, T, H, W) already
-    has those strides. On CUDA the layout is left to the caller (measure it on the GPU first).
+    On CPU, a model with depthwise 3D convolutions (the students: 3D ShuffleNetV2, 3D MobileNetV2) gets its
+    weights in ``channels_last_3d`` (NDHWC), where oneDNN runs those convolutions much faster; models without
+    them (the ResNeXt and torchvision teachers) stay as they are, where NDHWC measured slower.
+    ``benchmarks/model_throughput.py`` on the 2-core VM, 16x112x112 clips, batch 8, fp32, clips/s
+    contiguous -> NDHWC: ShuffleNetV2 1.0x 32.9 -> 46.4, 2.0x 16.5 -> 28.6, MobileNetV2 1.0x 7.3 -> 14.6,
+    ResNeXt-101 2.0 -> 1.7. Inputs need no conversion: a (B, T, H, W, 3) clip batch permuted to
+    (B, 3, T, H, W) already has NDHWC strides. On CUDA the layout is left as is (measure it on the GPU first).
     """
     model = model.eval().to(device)
-    if torch.device(device).type == "cpu":
+    if torch.device(device).type == "cpu" and _has_depthwise_conv(model):
         model = model.to(memory_format=torch.channels_last_3d)
     return model
 
+
+def _has_depthwise_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv3d) and 1 < m.groups == m.in_channels for m in model.modules())
