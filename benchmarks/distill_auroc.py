@@ -1,11 +1,12 @@
 """Confidence AUROC for z of ConDi-SR vs BCE-Conf students on the synthetic benchmark (small CPU preset).
 
-Generates the synthetic benchmark, prepares shards, trains a teacher, distils one student per method, then
-evaluates every student on the test split against the stored teacher logits: AUROC of the method's score for
-z (Eq. 1), clip accuracy and top-K video accuracy. Prints a table and writes ``{out}/distill_auroc.json``.
-Every stage resumes or is skipped when its output exists, so the command can be re-run after an interruption.
+Generates the synthetic benchmark, prepares shards, trains a teacher, then distils one student per method and
+seed, and evaluates every student on the test split against the stored teacher logits: AUROC of the method's
+score for z (Eq. 1), clip accuracy and top-K video accuracy. Prints a table per seed and the mean over seeds,
+and writes JSON (``benchmarks/results/distill_auroc.json`` unless ``--json``). Every stage resumes or is
+skipped when its output exists under ``--out``, so the command can be re-run after an interruption.
 
-    python benchmarks/distill_auroc.py --out /tmp/raycondi-bench [--videos 200] [--methods condi_sr bce_conf]
+    python benchmarks/distill_auroc.py --out /tmp/raycondi-bench [--videos 300] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import argparse
 import json
 import time
 
+import numpy as np
 import ray
 
+from _results import provenance, write
 from raycondi.datasets.shards import prepare
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.models import load_checkpoint
@@ -28,29 +31,52 @@ from raycondi.train.teacher import TeacherConfig, train_teacher
 from raycondi.video.decode import ClipSpec
 from raycondi.video.storage import exists, join
 
+KS = (1, 3, 5)
+COLUMNS = ("auroc", "clip_accuracy", "teacher_clip_accuracy", "video_accuracy_dense",
+           *(f"video_accuracy_k{k}" for k in KS))
 
-def main() -> None:
+
+def _table(title: str, results: dict[str, dict[str, float]]) -> None:
+    print(title)
+    print(f"{'method':10} {'AUROC(z)':>9} {'clip acc':>9} {'teacher':>8} {'dense':>7}"
+          + "".join(f" {f'K={k}':>7}" for k in KS))
+    for method, m in results.items():
+        print(f"{method:10} {m['auroc']:9.4f} {m['clip_accuracy']:9.4f} {m['teacher_clip_accuracy']:8.4f} "
+              f"{m['video_accuracy_dense']:7.4f}" + "".join(f" {m[f'video_accuracy_k{k}']:7.4f}" for k in KS))
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="working folder (data, teacher, students)")
     parser.add_argument("--clips", default=None, help="existing shards (skips generating and preparing)")
-    parser.add_argument("--videos", type=int, default=200)
-    parser.add_argument("--max-seconds", type=float, default=20.0, help="longest synthetic video")
+    parser.add_argument("--videos", type=int, default=300)
+    parser.add_argument("--classes", type=int, default=6)
+    parser.add_argument("--max-seconds", type=float, default=12.0, help="longest synthetic video")
     parser.add_argument("--methods", nargs="+", default=["condi_sr", "bce_conf"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one student per method and seed")
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--distill-epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--student-width", type=float, default=None, help="student width (default: the preset's)")
-    args = parser.parse_args()
+    parser.add_argument("--lam", type=float, default=None, help="λ (default: the small preset's)")
+    parser.add_argument("--student-kwargs", default=None, help="JSON builder arguments (default: the preset's)")
+    parser.add_argument("--json", default=None, help="JSON path (default: benchmarks/results/distill_auroc.json)")
+    args = parser.parse_args(argv)
     preset = PRESETS["small"]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    lam = preset.lam if args.lam is None else args.lam
+    student_kwargs = json.loads(args.student_kwargs) if args.student_kwargs else dict(preset.student_kwargs)
+    common = {"batch_size": preset.batch_size, "lr": args.lr or preset.lr, "optimizer": preset.optimizer,
+              "flip": preset.flip}
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     timings = {}
 
     start = time.time()
     clips = args.clips or join(args.out, "clips")
     if not exists(join(clips, "dataset.json")):
         videos = join(args.out, "videos")
-        generate_dataset(videos, SynthConfig(videos=args.videos, classes=10, clip_len=preset.clip_len, width=64,
-                                             height=48, max_seconds=args.max_seconds))
+        generate_dataset(videos, SynthConfig(videos=args.videos, classes=args.classes, clip_len=preset.clip_len,
+                                             width=64, height=48, max_seconds=args.max_seconds))
         prepare(videos, clips, clip=ClipSpec(clip_len=preset.clip_len, size=preset.size))
     timings["data_s"] = time.time() - start
 
@@ -58,43 +84,43 @@ def main() -> None:
     teacher = join(args.out, "teacher", "model")
     train_teacher(TeacherConfig(
         clips=clips, out=join(args.out, "teacher"), model=preset.teacher, model_kwargs=preset.teacher_kwargs,
-        crop_size=preset.crop_size, epochs=args.teacher_epochs or preset.teacher_epochs,
-        batch_size=preset.batch_size, lr=args.lr or preset.lr, optimizer=preset.optimizer, flip=preset.flip,
-    ))
+        crop_size=preset.crop_size, epochs=args.teacher_epochs or preset.teacher_epochs, **common))
     timings["teacher_s"] = time.time() - start
+    stored = None
 
-    student_kwargs = dict(preset.student_kwargs) if args.student_width is None else {"width": args.student_width}
-    results = {}
-    for method in args.methods:
-        start = time.time()
-        out = join(args.out, method if args.student_width is None else f"{method}_w{args.student_width:g}")
-        distill(DistillConfig(
-            clips=clips, teacher=teacher, out=out, student=preset.student, student_kwargs=student_kwargs,
-            method=method, epochs=args.distill_epochs or preset.distill_epochs, batch_size=preset.batch_size,
-            lr=args.lr or preset.lr, optimizer=preset.optimizer, flip=preset.flip,
-        ))
-        timings[f"{method}_s"] = time.time() - start
-        student, config = load_checkpoint(join(out, "model"))
-        test = runtime.predict(student, read_split(clips, "test"), config, runtime.device(), 64)
-        stored = load_teacher_logits(teacher_logits_uri(clips, teacher), "test")
-        results[method] = evaluate_student(method, test, stored.lookup(test["video_id"], test["clip_index"]), (1, 3, 5))
+    per_seed: dict[int, dict[str, dict[str, float]]] = {}
+    for seed in args.seeds:
+        per_seed[seed] = {}
+        for method in args.methods:
+            start = time.time()
+            out = join(args.out, f"{method}_seed{seed}")
+            distill(DistillConfig(
+                clips=clips, teacher=teacher, out=out, student=preset.student, student_kwargs=student_kwargs,
+                method=method, lam=lam, epochs=args.distill_epochs or preset.distill_epochs, seed=seed, **common))
+            timings[f"{method}_seed{seed}_s"] = time.time() - start
+            student, config = load_checkpoint(join(out, "model"))
+            test = runtime.predict(student, read_split(clips, "test"), config, runtime.device(), 64)
+            stored = stored or load_teacher_logits(teacher_logits_uri(clips, teacher), "test")
+            per_seed[seed][method] = evaluate_student(
+                method, test, stored.lookup(test["video_id"], test["clip_index"]), KS)
+        _table(f"seed {seed}", per_seed[seed])
+    if started:
+        ray.shutdown()
 
-    header = f"{'method':10} {'AUROC(z)':>9} {'clip acc':>9} {'teacher':>8} {'dense':>7}"
-    header += "".join(f" {f'K={k}':>7}" for k in (1, 3, 5))
-    print(header)
-    for method, m in results.items():
-        print(f"{method:10} {m['auroc']:9.4f} {m['clip_accuracy']:9.4f} {m['teacher_clip_accuracy']:8.4f} "
-              f"{m['video_accuracy_dense']:7.4f} {m['video_accuracy_k1']:7.4f} {m['video_accuracy_k3']:7.4f} "
-              f"{m['video_accuracy_k5']:7.4f}")
-    record = {"split": "test", "preset": "small", "student_kwargs": student_kwargs, "results": results,
+    mean = {m: {c: float(np.mean([per_seed[s][m][c] for s in args.seeds])) for c in COLUMNS} for m in args.methods}
+    _table(f"mean over seeds {args.seeds}", mean)
+    wins = None
+    if {"condi_sr", "bce_conf"} <= set(args.methods):
+        wins = sum(per_seed[s]["condi_sr"]["auroc"] > per_seed[s]["bce_conf"]["auroc"] for s in args.seeds)
+        print(f"condi_sr AUROC > bce_conf AUROC in {wins} of {len(args.seeds)} seed(s); mean "
+              f"{mean['condi_sr']['auroc']:.4f} vs {mean['bce_conf']['auroc']:.4f}")
+    record = {**provenance("distill_auroc", argv), "split": "test", "preset": "small", "lam": lam,
+              "student": preset.student, "student_kwargs": student_kwargs, "teacher": preset.teacher,
+              "teacher_kwargs": dict(preset.teacher_kwargs), "seeds": args.seeds,
+              "results": {str(s): r for s, r in per_seed.items()}, "mean": mean, "condi_sr_wins": wins,
               "timings_s": timings}
-    name = "distill_auroc.json" if args.student_width is None else f"distill_auroc_w{args.student_width:g}.json"
-    with open(join(args.out, name), "w") as f:
-        json.dump(record, f, indent=2)
-    print(f"wrote {join(args.out, name)}")
-    if {"condi_sr", "bce_conf"} <= set(results):
-        condi, bce = results["condi_sr"]["auroc"], results["bce_conf"]["auroc"]
-        print(f"condi_sr AUROC > bce_conf AUROC > 0.5: {condi > bce > 0.5}")
+    write(record, args.json, "distill_auroc.json")
+    return record
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ def _distill_config(args: argparse.Namespace, out: str):
         student=args.student or preset.student,
         student_kwargs=_model_kwargs(args.student_kwargs, preset.student_kwargs if args.student is None else {}),
         method=args.method,
-        lam=args.lam,
+        lam=preset.lam if args.lam is None else args.lam,
         mu=args.mu,
         tau=args.tau,
         epochs=args.epochs or preset.distill_epochs,
@@ -262,7 +262,8 @@ def _add_distill_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student", default=None, help="student backbone (see list_models())")
     parser.add_argument("--student-kwargs", default=None, help='JSON builder arguments, e.g. \'{"width": 0.5}\'')
     parser.add_argument("--method", choices=["condi_sr", "st_ent", "st_conf", "bce_conf"], default="condi_sr")
-    parser.add_argument("--lam", type=float, default=1.5, help="λ, weight of the confidence BCE (default 1.5)")
+    parser.add_argument("--lam", type=float, default=None,
+                        help="λ, weight of the confidence BCE (default: the preset's, 1.5 for paper, 0.5 for small)")
     parser.add_argument("--mu", type=float, default=1.5, help="μ, positive weight in that BCE (default 1.5)")
     parser.add_argument("--tau", type=float, default=0.9, help="τ, distillation temperature (default 0.9)")
 

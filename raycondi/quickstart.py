@@ -15,8 +15,8 @@ machine), printing a progress line per step:
 
 Every step is skipped when its output is already under ``workdir`` (training resumes from its last
 checkpoint, labelling labels only the missing videos), so an interrupted run continues where it stopped.
-The numbers start from the ``small`` preset (:mod:`raycondi.train.presets`), made smaller still: the whole
-run takes about 16 minutes on 2 CPU cores. The paper-sized runs are the same jobs with the CLI's
+The numbers are the ``small`` preset's (:mod:`raycondi.train.presets`) on a 300-video benchmark: the whole
+run takes about 8 minutes on 2 CPU cores. The paper-sized runs are the same jobs with the CLI's
 ``--preset paper``.
 """
 
@@ -55,17 +55,17 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    """The quickstart's numbers; the defaults are the embedded default (about 16 minutes on 2 CPU cores).
+    """The quickstart's numbers; the defaults are the embedded default (about 8 minutes on 2 CPU cores).
 
     Attributes:
         workdir: where everything goes (``videos/``, ``clips/``, ``teacher/``, ``students/METHOD/``,
             ``eval/``, ``labels/``).
         videos, classes, max_seconds, width, height, seed: the synthetic benchmark (:class:`SynthConfig`).
         clip_len, size, crop_size: shard clips and training crops (the ``small`` preset's).
-        teacher_width, student_width: 3D ShuffleNetV2 width multipliers of the teacher and the students. The
-            students are 0.5x, not the ``small`` preset's 0.25x: on this data a 0.5x student trains in the same
-            time (the step is bound by overheads, not FLOPs) and its confidence ranks clips better.
-        teacher_epochs, distill_epochs, batch_size, lr: the schedule (AdamW, no flips, as the ``small`` preset).
+        teacher, teacher_kwargs, student, student_kwargs: the networks (``list_models()`` and their builders'
+            arguments), the ``small`` preset's 3D ResNet-10s.
+        teacher_epochs, distill_epochs, batch_size, lr, lam: the schedule and λ (AdamW, no flips, as the
+            ``small`` preset).
         ks: the evaluation's K; the labelling job uses the one where ConDi-SR is most accurate.
         num_cpus: CPUs Ray may use; None: every CPU of the machine.
     """
@@ -80,12 +80,15 @@ class QuickstartConfig:
     clip_len: int = _SMALL.clip_len
     size: int = _SMALL.size
     crop_size: int = _SMALL.crop_size
-    teacher_width: float = 1.0
-    student_width: float = 0.5
-    teacher_epochs: int = 6
-    distill_epochs: int = 4
+    teacher: str = _SMALL.teacher
+    teacher_kwargs: Mapping[str, Any] = field(default_factory=lambda: dict(_SMALL.teacher_kwargs))
+    student: str = _SMALL.student
+    student_kwargs: Mapping[str, Any] = field(default_factory=lambda: dict(_SMALL.student_kwargs))
+    teacher_epochs: int = _SMALL.teacher_epochs
+    distill_epochs: int = _SMALL.distill_epochs
     batch_size: int = _SMALL.batch_size
     lr: float = _SMALL.lr
+    lam: float = _SMALL.lam
     ks: tuple[int, ...] = (1, 3, 5, 7)
     num_cpus: int | None = None
 
@@ -172,7 +175,7 @@ def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, f
     def teach() -> None:  # one worker with every CPU but one (left to Ray Data's reads) for its torch threads
         if not _trained(outputs["teacher"]):
             train_teacher(TeacherConfig(
-                out=outputs["teacher"], model="shufflenetv2_3d", model_kwargs={"width": config.teacher_width},
+                out=outputs["teacher"], model=config.teacher, model_kwargs=config.teacher_kwargs,
                 crop_size=config.crop_size, epochs=config.teacher_epochs,
                 cpus_per_worker=float(max(1, cpus - 1)), **training))
 
@@ -180,8 +183,8 @@ def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, f
         started = time.perf_counter()
         if not _trained(outputs[method]):
             distill(DistillConfig(
-                teacher=teacher, out=outputs[method], student="shufflenetv2_3d",
-                student_kwargs={"width": config.student_width}, method=method, epochs=config.distill_epochs,
+                teacher=teacher, out=outputs[method], student=config.student, student_kwargs=config.student_kwargs,
+                method=method, lam=config.lam, epochs=config.distill_epochs,
                 cpus_per_worker=cpus_per_student, **training))
         print(f"      {method} student: done in {time.perf_counter() - started:.0f} s", flush=True)
 

@@ -84,6 +84,26 @@ def test_resnext_depths_share_one_builder():
     assert _num_params(_meta_model("resnext3d", 400)) == n101  # default depth
 
 
+def test_resnet3d_matches_hara_and_scales_with_width():
+    # Hara et al.'s Table 2 lists 33.2 M for 3D ResNet-18 (shortcut A: parameter-free); shortcut B adds
+    # three 1x1x1 projections with batch norm, 64->128, 128->256, 256->512.
+    projections = sum(i * o + 2 * o for i, o in ((64, 128), (128, 256), (256, 512)))
+    n18 = _num_params(_meta_model("resnet3d", 400, depth=18))
+    assert round((n18 - projections) / 1e6, 1) == 33.2
+    # Depth 10 drops one basic block (two 3x3x3 convolutions + batch norms) from each stage.
+    block = sum(2 * (27 * p * p + 2 * p) for p in (64, 128, 256, 512))
+    assert n18 - _num_params(_meta_model("resnet3d", 400, depth=10)) == block
+    # width=0.25: stages 16/32/64/128 wide; the stem, every block and the classifier scale with it.
+    quarter = _num_params(_meta_model("resnet3d", 6, depth=10, width=0.25))
+    stem = 3 * 16 * 343 + 2 * 16
+    blocks = sum(2 * (27 * p * p + 2 * p) for p in (16, 32, 64, 128))
+    first_convs = sum(27 * i * o - 27 * o * o for i, o in ((16, 32), (32, 64), (64, 128)))
+    shortcuts = sum(i * o + 2 * o for i, o in ((16, 32), (32, 64), (64, 128)))
+    assert quarter == stem + blocks + first_convs + shortcuts + 128 * 6 + 6
+    # The max-pool has no parameters; without it the network keeps time and space for stage 1.
+    assert _num_params(_meta_model("resnet3d", 6, depth=10, width=0.25, max_pool=False)) == quarter
+
+
 @pytest.mark.parametrize("shape", CLIPS, ids=lambda s: "x".join(map(str, s[2:])))
 @pytest.mark.parametrize("name", list_models())
 def test_model_forward_backward(name, shape):
@@ -171,7 +191,8 @@ def test_input_shape_error_names_model_expected_and_received():
     ("name", "kwargs"),
     [("shufflenetv2_3d", {"width": w}) for w in (0.25, 0.5, 1.0, 1.5, 2.0)]
     + [("mobilenetv2_3d", {"width": w}) for w in (0.2, 0.45, 0.7, 1.0)]
-    + [("resnext3d", {"depth": d}) for d in (50, 152)],
+    + [("resnext3d", {"depth": d}) for d in (50, 152)]
+    + [("resnet3d", {"depth": d, "width": 0.25, "max_pool": m}) for d in (10, 34) for m in (True, False)],
 )
 def test_every_variant_takes_the_smallest_clip(name, kwargs):
     """The project's own networks take any clip of >= 4 frames and >= 32 pixels (pooling is adaptive)."""
@@ -189,6 +210,8 @@ def test_every_variant_takes_the_smallest_clip(name, kwargs):
         ("mobilenetv2_3d", {"width": 0.2}, 1280),
         ("mobilenetv2_3d", {"width": 1.0}, 1280),
         ("resnext3d", {}, 2048),
+        ("resnet3d", {}, 512),
+        ("resnet3d", {"depth": 10, "width": 0.25}, 128),
         ("r3d_18", {}, 512),
         ("mc3_18", {}, 512),
         ("r2plus1d_18", {}, 512),
@@ -249,6 +272,8 @@ def test_unknown_name_lists_known_models():
         ("shufflenetv2_3d", {"width": 0.75}, r"width must be one of \[0.25, 0.5, 1.0, 1.5, 2.0\], got 0.75"),
         ("mobilenetv2_3d", {"width": 0.5}, r"width must be one of \[0.2, 0.45, 0.7, 1.0\], got 0.5"),
         ("resnext3d", {"depth": 34}, r"depth must be one of \[50, 101, 152\], got 34"),
+        ("resnet3d", {"depth": 50}, r"resnet3d: depth must be one of \[10, 18, 34\], got 50"),
+        ("resnet3d", {"width": 0}, r"resnet3d: width must be > 0, got 0"),
     ],
 )
 def test_bad_variant_is_refused(name, kwargs, message):
@@ -265,6 +290,6 @@ def test_bad_arguments_are_refused():
 
 def test_list_models():
     assert list_models() == [
-        "mc3_18", "mobilenetv2_3d", "mvit_v1_b", "r2plus1d_18", "r3d_18", "resnext3d", "s3d", "shufflenetv2_3d",
+        "mc3_18", "mobilenetv2_3d", "mvit_v1_b", "r2plus1d_18", "r3d_18", "resnet3d", "resnext3d", "s3d", "shufflenetv2_3d",
         "swin3d_t",
     ]

@@ -51,7 +51,8 @@ def test_training_slots_one_run_per_core_one_cpu_left_for_reads(cpus, expected):
 @pytest.mark.slow
 def test_reduced_quickstart_writes_every_output(tmp_path, capsys):
     config = QuickstartConfig(workdir=str(tmp_path / "qs"), videos=24, classes=3, max_seconds=3.0,
-                              teacher_epochs=1, distill_epochs=1, teacher_width=0.25, ks=(1, 3), num_cpus=2)
+                              teacher_epochs=1, distill_epochs=1, ks=(1, 3), num_cpus=2,
+                              teacher_kwargs={"depth": 10, "width": 0.25, "conv1_t_size": 1})
     summary = quickstart(config)
     out = summary.outputs
 

@@ -161,6 +161,23 @@ def test_iter_clip_batches_and_ray_data_read_back(prepared):
     assert [level_index(f.mean()) for f in frames[first]] == list(range(8))
 
 
+def test_training_splits_are_cached_in_the_object_store_when_small(prepared):
+    from ray.data.dataset import MaterializedDataset
+
+    from raycondi.train.data import read_training_splits
+
+    summary, out = prepared
+    cached = read_training_splits(out)
+    streamed = read_training_splits(out, cache_bytes=0)
+    assert set(cached) == set(streamed) == {"train", "val"}
+    for split in ("train", "val"):
+        assert isinstance(cached[split], MaterializedDataset)  # a few KB of shards: read once, kept
+        assert not isinstance(streamed[split], MaterializedDataset)  # over the limit: read every epoch
+        rows = [sorted(zip(d[split].to_pandas()["video_id"], d[split].to_pandas()["clip_index"], strict=True))
+                for d in (cached, streamed)]
+        assert rows[0] == rows[1] and len(rows[0]) == summary.clips[split]
+
+
 def test_prepare_refuses_a_non_empty_output(dataset, prepared):
     _, out = prepared
     with pytest.raises(StorageError, match="output folder is not empty"):

@@ -3,7 +3,6 @@
 import pytest
 
 from raycondi.cli import _distill_config, _search_config, _teacher_config, build_parser
-from raycondi.train.presets import PRESETS
 
 
 def _parse(*argv):
@@ -14,8 +13,8 @@ def test_train_teacher_takes_preset_defaults_and_overrides():
     args = _parse("train-teacher", "--clips", "s3://b/clips", "--out", "s3://b/t", "--preset", "small",
                   "--workers", "2", "--gpu", "--epochs", "3", "--endpoint-url", "http://127.0.0.1:9000")
     config = _teacher_config(args)
-    small = PRESETS["small"]
-    assert (config.model, dict(config.model_kwargs), config.crop_size) == (small.teacher, {"width": 1.0}, 32)
+    assert (config.model, dict(config.model_kwargs), config.crop_size) == (
+        "resnet3d", {"depth": 10, "width": 0.5, "conv1_t_size": 1}, 32)
     assert (config.epochs, config.workers, config.gpu, config.flip, config.optimizer) == (3, 2, True, False, "adamw")
     assert config.storage.endpoint_url == "http://127.0.0.1:9000"
     paper = _teacher_config(_parse("train-teacher", "--clips", "c", "--out", "o"))
@@ -30,6 +29,15 @@ def test_distill_defaults_are_the_papers():
     assert (config.student, dict(config.student_kwargs)) == ("shufflenetv2_3d", {"width": 2.0})
     with pytest.raises(SystemExit):
         _parse("distill", "--clips", "c", "--teacher", "t", "--out", "o", "--method", "nope")
+
+
+def test_distill_small_preset_fills_student_and_lambda_unless_given():
+    small = _distill_config(_parse("distill", "--clips", "c", "--teacher", "t", "--out", "o", "--preset", "small"), "o")
+    assert (small.student, dict(small.student_kwargs), small.lam) == (
+        "resnet3d", {"depth": 10, "width": 0.25, "conv1_t_size": 1}, 0.5)
+    given = _distill_config(_parse("distill", "--clips", "c", "--teacher", "t", "--out", "o", "--preset", "small",
+                                   "--lam", "2.0"), "o")
+    assert given.lam == 2.0
 
 
 def test_tune_ranges_and_objective():

@@ -2,7 +2,7 @@
 
 ``build_model(name, num_classes, **kwargs)`` looks the name up in ``_MODELS`` and calls its builder;
 ``kwargs`` go to the builder (``width=`` for ``shufflenetv2_3d`` and ``mobilenetv2_3d``, ``depth=`` for
-``resnext3d``; the torchvision models take none). Every built model checks its input before running: a
+``resnext3d``, ``depth=``, ``width=`` and ``max_pool=`` for ``resnet3d``; the torchvision models take none). Every built model checks its input before running: a
 clip that is not (B, 3, T, H, W) or that the architecture cannot take raises ``InputShapeError`` naming
 the model, the accepted shapes and the received one, instead of failing deep inside a layer.
 
@@ -22,6 +22,7 @@ from torch import nn
 
 from raycondi.models import torchvision_video
 from raycondi.models.mobilenetv2_3d import mobilenetv2_3d
+from raycondi.models.resnet3d import resnet3d
 from raycondi.models.resnext3d import resnext3d
 from raycondi.models.shufflenetv2_3d import shufflenetv2_3d
 
@@ -93,6 +94,7 @@ class ModelInfo:
 _MODELS: dict[str, ModelInfo] = {
     "shufflenetv2_3d": ModelInfo(shufflenetv2_3d, "classifier.1"),
     "mobilenetv2_3d": ModelInfo(mobilenetv2_3d, "classifier.1"),
+    "resnet3d": ModelInfo(resnet3d, "fc"),
     "resnext3d": ModelInfo(resnext3d, "fc"),
     "r3d_18": ModelInfo(torchvision_video.r3d_18, "fc"),
     "mc3_18": ModelInfo(torchvision_video.mc3_18, "fc"),

@@ -49,7 +49,7 @@ from raycondi.losses import (
 from raycondi.models import CheckpointConfig, load_checkpoint
 from raycondi.selection import predictive_entropy
 from raycondi.train import runtime
-from raycondi.train.data import clips_to_tensor, iter_batches, read_split
+from raycondi.train.data import clips_to_tensor, iter_batches, read_training_splits
 from raycondi.train.metrics import auroc, clip_accuracy, video_accuracy
 from raycondi.train.outputs import compute_teacher_logits, load_teacher_logits
 from raycondi.video.storage import StorageOptions
@@ -262,7 +262,7 @@ def prepare_inputs(config: DistillConfig) -> tuple[CheckpointConfig, str, dict[s
     """What a distillation run needs besides its config: the student's checkpoint config, the stored
     teacher logits (computed now if missing) and the train/val datasets."""
     logits = compute_teacher_logits(config.clips, config.teacher, gpu=config.gpu, storage=config.storage)
-    datasets = {split: read_split(config.clips, split, config.storage) for split in ("train", "val")}
+    datasets = read_training_splits(config.clips, config.storage)
     return student_config(config), logits, datasets
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from raycondi.datasets.shards import read_summary
 from raycondi.models import CheckpointConfig, load_checkpoint
 from raycondi.train import runtime
-from raycondi.train.data import clips_to_tensor, iter_batches, read_split
+from raycondi.train.data import clips_to_tensor, iter_batches, read_training_splits
 from raycondi.train.metrics import clip_accuracy, video_accuracy
 from raycondi.video.storage import StorageOptions
 
@@ -139,7 +139,7 @@ def train_teacher(config: TeacherConfig):
 
     The final model is at ``{config.out}/model``.
     """
-    datasets = {split: read_split(config.clips, split, config.storage) for split in ("train", "val")}
+    datasets = read_training_splits(config.clips, config.storage)
     return runtime.launch(
         _train_func,
         {"config": config, "model": model_config(config)},
