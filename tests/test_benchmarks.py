@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
@@ -38,6 +39,18 @@ def test_model_throughput_smoke(tmp_path, capsys, benchmarks):
     assert all(r["error"] is None and r["clips_per_s"] > 0 and math.isfinite(r["clips_per_s"]) for r in fp32)
     assert all(r["error"] or r["clips_per_s"] > 0 for r in rows)  # bf16 on a CPU may be unsupported: a row says so
     assert record["device"].startswith("CPU") and "clips/s" in capsys.readouterr().out
+
+
+def test_model_specs_name_any_registered_variant(benchmarks):
+    build = benchmarks("model_throughput").build
+    student = build("student:resnet3d:depth=10,width=0.25,max_pool=false", 5)
+    assert student.class_head.out_features == 5 and student.backbone.conv1.out_channels == 16
+    assert isinstance(student.backbone.maxpool, torch.nn.Identity)
+    assert build("student:shufflenetv2_3d:0.5", 5).class_head.in_features == 1024
+    assert sum(p.numel() for p in build("teacher:resnext3d:50", 400).parameters()) < 48e6  # depth 50, not 101
+    assert build("teacher:r3d_18", 3).fc.out_features == 3
+    with pytest.raises(ValueError, match="expected teacher:NAME"):
+        build("sampler:resnet3d", 5)
 
 
 def test_decode_throughput_smoke(tmp_path, benchmarks):

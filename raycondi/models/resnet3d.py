@@ -2,16 +2,15 @@
 CVPR 2018; the 3D-ResNets-PyTorch ``resnet.py``), with its width multiplier.
 
 Basic blocks of two 3x3x3 convolutions, shortcut type B (a 1x1x1 convolution + batch norm projection
-wherever the shape changes, identity elsewhere), a 7x7x7 stem with stride (1, 2, 2), an optional 3x3x3
-max-pool with stride 2, and four stages ``64 * width``, ``128 * width``, ``256 * width`` and ``512 * width``
+wherever the shape changes, identity elsewhere), a ``conv1_t_size`` x 7 x 7 stem (7x7x7 by default) with
+stride (1, 2, 2), an optional 3x3x3 max-pool with stride 2, and four stages ``64 * width``, ``128 * width``, ``256 * width`` and ``512 * width``
 wide, stages 2-4 halving time and space. Module names follow the reference (``conv1``, ``bn1``,
 ``layer1``..``layer4``, ``fc``).
 
-Why it is here besides the paper's networks: on a CPU, dense 3x3x3 convolutions run several times faster
+Why it is here besides the paper's networks: on a CPU, dense 3x3x3 convolutions run about three times faster
 per FLOP than the depthwise ones of ShuffleNet and MobileNet, and on small clips a narrow 3D ResNet learns
-the motion classes of the synthetic benchmark in a few epochs where they barely start. The ``small``
-preset's teacher and student are 3D ResNet-10s without the max-pool (``max_pool=False``), which keeps the
-few frames of an 8-frame clip for the stages that see motion.
+the motion classes of the synthetic benchmark in a few epochs where those barely start. The ``small``
+preset's teacher and student are 3D ResNet-10s with a 1x7x7 stem (``conv1_t_size=1``).
 """
 
 from __future__ import annotations
