@@ -15,6 +15,8 @@ preset's teacher and student are 3D ResNet-10s with a 1x7x7 stem (``conv1_t_size
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from raycondi.models._init import init_weights
@@ -27,6 +29,8 @@ LAYERS: dict[int, tuple[int, int, int, int]] = {10: (1, 1, 1, 1), 18: (2, 2, 2, 
 
 class BasicBlock3D(nn.Module):
     """Two 3x3x3 convolutions with batch norm, plus the (projected) shortcut."""
+
+    expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
         super().__init__()
@@ -45,54 +49,63 @@ class BasicBlock3D(nn.Module):
 
 
 class ResNet3D(nn.Module):
-    """3D ResNet classifier for (B, 3, T, H, W) clips.
+    """3D ResNet classifier for (B, 3, T, H, W) clips: a stem, four stages of ``block``, pooling, ``fc``.
 
     Args:
-        layers: number of basic blocks in each of the four stages.
+        block: the residual block, a module class with an ``expansion`` (output width / ``planes``) built as
+            ``block(inplanes, planes, stride, downsample, **block_kwargs)``.
+        layers: number of blocks in each of the four stages.
+        planes: each stage's ``planes``; stages 2-4 halve time and space.
         num_classes: number of output logits.
-        width: multiplier of the stages' widths 64/128/256/512 (the reference's ``widen_factor``).
+        stem: output channels of the stem.
         max_pool: the 3x3x3 max-pool after the stem (the reference's ``not no_max_pool``).
         conv1_t_size: the stem's temporal kernel size (the reference's name; the stem is
             ``conv1_t_size x 7 x 7``).
+        block_kwargs: passed to every block (ResNeXt's ``cardinality``).
     """
 
     def __init__(
         self,
-        layers: tuple[int, int, int, int],
+        block: type[nn.Module],
+        layers: Sequence[int],
+        planes: Sequence[int],
         num_classes: int = 400,
-        width: float = 1.0,
+        *,
+        stem: int = 64,
         max_pool: bool = True,
         conv1_t_size: int = 7,
+        **block_kwargs,
     ) -> None:
         super().__init__()
-        planes = [max(1, int(round(p * width))) for p in (64, 128, 256, 512)]
-        self.inplanes = planes[0]
+        self.inplanes = stem
         self.conv1 = nn.Conv3d(
-            3, planes[0], kernel_size=(conv1_t_size, 7, 7), stride=(1, 2, 2), padding=(conv1_t_size // 2, 3, 3),
-            bias=False,
+            3, stem, kernel_size=(conv1_t_size, 7, 7), stride=(1, 2, 2), padding=(conv1_t_size // 2, 3, 3), bias=False
         )
-        self.bn1 = nn.BatchNorm3d(planes[0])
+        self.bn1 = nn.BatchNorm3d(stem)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1) if max_pool else nn.Identity()
-        self.layer1 = self._make_layer(planes[0], layers[0], stride=1)
-        self.layer2 = self._make_layer(planes[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(planes[2], layers[2], stride=2)
-        self.layer4 = self._make_layer(planes[3], layers[3], stride=2)
+        self.layer1 = self._make_layer(block, planes[0], layers[0], 1, block_kwargs)
+        self.layer2 = self._make_layer(block, planes[1], layers[1], 2, block_kwargs)
+        self.layer3 = self._make_layer(block, planes[2], layers[2], 2, block_kwargs)
+        self.layer4 = self._make_layer(block, planes[3], layers[3], 2, block_kwargs)
         self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(planes[3], num_classes)
+        self.fc = nn.Linear(planes[3] * block.expansion, num_classes)
 
         init_weights(self)
 
-    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[nn.Module], planes: int, blocks: int, stride: int, block_kwargs: dict
+    ) -> nn.Sequential:
+        outplanes = planes * block.expansion
         downsample = None
-        if stride != 1 or self.inplanes != planes:  # shortcut type B
+        if stride != 1 or self.inplanes != outplanes:  # shortcut type B
             downsample = nn.Sequential(
-                nn.Conv3d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm3d(planes),
+                nn.Conv3d(self.inplanes, outplanes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm3d(outplanes),
             )
-        layers = [BasicBlock3D(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes
-        layers += [BasicBlock3D(planes, planes) for _ in range(1, blocks)]
+        layers = [block(self.inplanes, planes, stride, downsample, **block_kwargs)]
+        self.inplanes = outplanes
+        layers += [block(outplanes, planes, **block_kwargs) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -117,4 +130,7 @@ def resnet3d(
         raise ValueError(f"resnet3d: width must be > 0, got {width!r}")
     if conv1_t_size < 1 or conv1_t_size % 2 == 0:
         raise ValueError(f"resnet3d: conv1_t_size must be an odd number >= 1, got {conv1_t_size!r}")
-    return ResNet3D(LAYERS[depth], num_classes, width, max_pool, conv1_t_size)
+    planes = [max(1, round(p * width)) for p in (64, 128, 256, 512)]
+    return ResNet3D(
+        BasicBlock3D, LAYERS[depth], planes, num_classes, stem=planes[0], max_pool=max_pool, conv1_t_size=conv1_t_size
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from raycondi.models._init import init_weights
+from raycondi.models.resnet3d import ResNet3D
 
 __all__ = ["ResNeXt3D", "ResNeXtBottleneck3D", "LAYERS", "resnext3d"]
 
@@ -27,8 +27,8 @@ class ResNeXtBottleneck3D(nn.Module):
 
     expansion = 2
 
-    def __init__(self, inplanes: int, planes: int, cardinality: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 cardinality: int = 32) -> None:
         super().__init__()
         mid = cardinality * (planes // 32)
         self.conv1 = nn.Conv3d(inplanes, mid, kernel_size=1, bias=False)
@@ -48,8 +48,9 @@ class ResNeXtBottleneck3D(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNeXt3D(nn.Module):
-    """3D ResNeXt classifier for (B, 3, T, H, W) clips.
+class ResNeXt3D(ResNet3D):
+    """3D ResNeXt classifier for (B, 3, T, H, W) clips: the 3D ResNet with bottlenecks of ``cardinality``
+    groups, planes 128/256/512/1024 (as the reference's ``ResNeXt(ResNet)``).
 
     Args:
         layers: number of bottlenecks in each of the four stages.
@@ -58,39 +59,7 @@ class ResNeXt3D(nn.Module):
     """
 
     def __init__(self, layers: tuple[int, int, int, int], num_classes: int = 400, cardinality: int = 32) -> None:
-        super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(128, layers[0], cardinality, stride=1)
-        self.layer2 = self._make_layer(256, layers[1], cardinality, stride=2)
-        self.layer3 = self._make_layer(512, layers[2], cardinality, stride=2)
-        self.layer4 = self._make_layer(1024, layers[3], cardinality, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(1024 * ResNeXtBottleneck3D.expansion, num_classes)
-
-        init_weights(self)
-
-    def _make_layer(self, planes: int, blocks: int, cardinality: int, stride: int) -> nn.Sequential:
-        outplanes = planes * ResNeXtBottleneck3D.expansion
-        downsample = None
-        if stride != 1 or self.inplanes != outplanes:  # shortcut type B
-            downsample = nn.Sequential(
-                nn.Conv3d(self.inplanes, outplanes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm3d(outplanes),
-            )
-        layers = [ResNeXtBottleneck3D(self.inplanes, planes, cardinality, stride, downsample)]
-        self.inplanes = outplanes
-        layers += [ResNeXtBottleneck3D(outplanes, planes, cardinality) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.avgpool(x).flatten(1)
-        return self.fc(x)
+        super().__init__(ResNeXtBottleneck3D, layers, (128, 256, 512, 1024), num_classes, cardinality=cardinality)
 
 
 def resnext3d(num_classes: int, depth: int = 101) -> ResNeXt3D:

@@ -48,8 +48,9 @@ def read_training_splits(
 
     A split whose shard files total at most ``cache_bytes`` is materialized in the object store once, here,
     so that epochs iterate blocks already in memory instead of starting a new Parquet read each time. On the
-    quickstart's shards (93 MB of train clips, 2 CPUs) a training worker spent 65 % of its time waiting for
-    those per-epoch reads, the validation pass's most of all. Larger splits stream from storage every epoch.
+    quickstart's shards (47 MB of train clips, 2 CPUs) a training worker spent 65 % of its time waiting for
+    those per-epoch reads (37 % for the training batches, 28 % for the validation pass) and an epoch took 22 s;
+    cached, 7.5 s. Larger splits stream from storage every epoch.
     """
     datasets = {}
     for split in ("train", "val"):
