@@ -279,7 +279,7 @@ def test_train_teacher_and_tune_jobs(cluster, prepare_job, s3_server):
                          "--model-kwargs", '{"width": 0.25}')
     assert cluster.wait(job) == "SUCCEEDED", cluster.logs(job)
     config = load_checkpoint(f"{teacher}/model", storage=storage)[1]
-    assert (config.architecture, config.num_classes, config.clip_len) == ("shufflenetv2_3d", len(CLASSES), CLIP_LEN)
+    assert (config.architecture, config.num_classes, config.clip_len) == ("resnet3d", len(CLASSES), CLIP_LEN)
 
     # distill is the same loop as a tune trial (and the same kind of script): the search stands for both here.
     search = s3_server.uri("jobs/tune")
