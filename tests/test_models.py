@@ -290,6 +290,6 @@ def test_bad_arguments_are_refused():
 
 def test_list_models():
     assert list_models() == [
-        "mc3_18", "mobilenetv2_3d", "mvit_v1_b", "r2plus1d_18", "r3d_18", "resnet3d", "resnext3d", "s3d", "shufflenetv2_3d",
-        "swin3d_t",
+        "mc3_18", "mobilenetv2_3d", "mvit_v1_b", "r2plus1d_18", "r3d_18", "resnet3d", "resnext3d", "s3d",
+        "shufflenetv2_3d", "swin3d_t",
     ]

@@ -2,9 +2,10 @@
 
 ``build_model(name, num_classes, **kwargs)`` looks the name up in ``_MODELS`` and calls its builder;
 ``kwargs`` go to the builder (``width=`` for ``shufflenetv2_3d`` and ``mobilenetv2_3d``, ``depth=`` for
-``resnext3d``, ``depth=``, ``width=`` and ``max_pool=`` for ``resnet3d``; the torchvision models take none). Every built model checks its input before running: a
-clip that is not (B, 3, T, H, W) or that the architecture cannot take raises ``InputShapeError`` naming
-the model, the accepted shapes and the received one, instead of failing deep inside a layer.
+``resnext3d``, ``depth=``, ``width=``, ``max_pool=`` and ``conv1_t_size=`` for ``resnet3d``; the torchvision
+models take none). Every built model checks its input before running: a clip that is not (B, 3, T, H, W)
+or that the architecture cannot take raises ``InputShapeError`` naming the model, the accepted shapes and
+the received one, instead of failing deep inside a layer.
 
 Each entry also names the model's classifier: the last layer, mapping pooled features to logits. That is
 how every backbone exposes its features without a common base class: ``build_feature_extractor``

@@ -3,9 +3,9 @@ CVPR 2018; the 3D-ResNets-PyTorch ``resnet.py``), with its width multiplier.
 
 Basic blocks of two 3x3x3 convolutions, shortcut type B (a 1x1x1 convolution + batch norm projection
 wherever the shape changes, identity elsewhere), a ``conv1_t_size`` x 7 x 7 stem (7x7x7 by default) with
-stride (1, 2, 2), an optional 3x3x3 max-pool with stride 2, and four stages ``64 * width``, ``128 * width``, ``256 * width`` and ``512 * width``
-wide, stages 2-4 halving time and space. Module names follow the reference (``conv1``, ``bn1``,
-``layer1``..``layer4``, ``fc``).
+stride (1, 2, 2), an optional 3x3x3 max-pool with stride 2, and four stages ``64 * width``, ``128 * width``,
+``256 * width`` and ``512 * width`` wide, stages 2-4 halving time and space. Module names follow the
+reference (``conv1``, ``bn1``, ``layer1``..``layer4``, ``fc``).
 
 Why it is here besides the paper's networks: on a CPU, dense 3x3x3 convolutions run about three times faster
 per FLOP than the depthwise ones of ShuffleNet and MobileNet, and on small clips a narrow 3D ResNet learns
