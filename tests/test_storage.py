@@ -50,6 +50,27 @@ def test_join(base, parts, expected):
     assert storage.join(base, *parts) == expected
 
 
+def test_absolute_makes_only_plain_local_paths_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute("runs/teacher") == f"{tmp_path}/runs/teacher"
+    assert storage.absolute("/data/clips") == "/data/clips"
+    assert storage.absolute("s3://bucket/clips") == "s3://bucket/clips"
+    assert storage.absolute("file:///data/clips") == "file:///data/clips"
+
+
+def test_training_configs_hold_absolute_paths_for_their_workers(tmp_path, monkeypatch):
+    from raycondi.train.distill import DistillConfig
+    from raycondi.train.teacher import TeacherConfig
+
+    monkeypatch.chdir(tmp_path)
+    teacher = TeacherConfig(clips="data/clips", out="runs/teacher", finetune="s3://b/kinetics/model")
+    assert (teacher.clips, teacher.out, teacher.finetune) == (
+        f"{tmp_path}/data/clips", f"{tmp_path}/runs/teacher", "s3://b/kinetics/model")
+    student = DistillConfig(clips="data/clips", teacher="runs/teacher/model", out="s3://b/condi")
+    assert (student.clips, student.teacher, student.out, student.finetune) == (
+        f"{tmp_path}/data/clips", f"{tmp_path}/runs/teacher/model", "s3://b/condi", None)
+
+
 # --- local paths and file:// -----------------------------------------------------------------------------
 
 

@@ -1,5 +1,7 @@
 """The train-teacher, distill and tune subcommands map their options onto the config dataclasses."""
 
+import os
+
 import pytest
 
 from raycondi.cli import _distill_config, _search_config, _teacher_config, build_parser
@@ -45,4 +47,4 @@ def test_tune_ranges_and_objective():
                   "--lam-range", "0.5", "2.0", "--gpus-per-trial", "0.5")
     config = _search_config(args)
     assert (config.samples, config.k, config.lam, config.gpus_per_trial) == (4, 3, (0.5, 2.0), 0.5)
-    assert config.tau == (0.5, 2.0) and config.distill.out == "o"
+    assert config.tau == (0.5, 2.0) and config.distill.out == os.path.abspath("o")  # for the workers

@@ -106,6 +106,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r}: expected one of {', '.join(METHODS)}")
+        runtime.make_paths_absolute(self, "clips", "teacher", "out", "finetune")
 
 
 # --- the methods: loss and selection score ------------------------------------------------------------

@@ -37,7 +37,7 @@ from torch import nn
 from raycondi.models import CheckpointConfig, load_checkpoint, model_info, save_checkpoint
 from raycondi.models.checkpoint import CONFIG_FILE, MODEL_FILE
 from raycondi.train.data import clips_to_tensor
-from raycondi.video.storage import StorageOptions, join, resolve, write_bytes
+from raycondi.video.storage import StorageOptions, absolute, join, resolve, write_bytes
 
 __all__ = [
     "STATE_FILE",
@@ -75,6 +75,15 @@ def train_report(metrics: dict, directory: str | None) -> None:
 def device() -> torch.device:
     """This worker's device: its (first visible) GPU when Ray gave it one, else the CPU."""
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def make_paths_absolute(config, *names: str) -> None:
+    """Make the local paths among the fields ``names`` of the frozen dataclass ``config`` absolute
+    (:func:`~raycondi.video.storage.absolute`): Ray Train runs its workers in a working directory of its own,
+    where the relative paths a user typed name nothing."""
+    for name in names:
+        if getattr(config, name) is not None:
+            object.__setattr__(config, name, absolute(getattr(config, name)))
 
 
 def autocast(on: torch.device):

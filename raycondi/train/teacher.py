@@ -70,6 +70,9 @@ class TeacherConfig:
     seed: int = 0
     storage: StorageOptions | None = None
 
+    def __post_init__(self) -> None:
+        runtime.make_paths_absolute(self, "clips", "out", "finetune")
+
 
 def teacher_loop(config: TeacherConfig, model_config: CheckpointConfig, datasets, report, checkpoint) -> None:
     """Train the teacher ``model_config`` describes; resume from ``checkpoint`` when given."""

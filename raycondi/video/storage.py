@@ -43,6 +43,7 @@ __all__ = [
     "exists",
     "list_files",
     "join",
+    "absolute",
 ]
 
 _DEFAULT_REGION = "us-east-1"
@@ -143,6 +144,15 @@ def list_files(
         i.path for i in infos if i.type == pafs.FileType.File and (wanted is None or i.path.lower().endswith(wanted))
     )
     return [_to_uri(prefix, p) for p in paths]
+
+
+def absolute(uri: str) -> str:
+    """``uri`` with a plain local path made absolute against this process's working directory; ``s3://`` and
+    ``file://`` URIs as they are. Paths that go to Ray Train workers must be absolute: Ray Train runs its
+    workers in a working directory of its own, where a relative path names nothing."""
+    if "://" in uri:
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
 
 
 def join(base: str, *parts: str) -> str:
