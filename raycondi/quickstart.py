@@ -145,8 +145,8 @@ def training_slots(cpus: int, runs: int) -> tuple[int, float]:
 
     One small training worker keeps about one core busy (its step is many small operations, not wide ones),
     so the students are distilled side by side, one run per core, and their workers reserve all but one CPU,
-    which stays free for the Ray Data reads that feed them: on 2 CPUs, two runs of 0.5 CPU (one torch
-    thread each).
+    which stays free for the Ray Data work that feeds them (the first read of the shards, the split
+    coordinators): on 2 CPUs, two runs of 0.5 CPU (one torch thread each).
     """
     slots = max(1, min(runs, cpus))
     return slots, max(0.5, (cpus - 1) / slots)

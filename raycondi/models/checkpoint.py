@@ -241,7 +241,8 @@ def for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Mo
     them (the ResNeXt and torchvision teachers) stay as they are, where NDHWC measured slower.
     ``benchmarks/model_throughput.py`` on the 2-core VM, 16x112x112 clips, batch 8, fp32, clips/s
     contiguous -> NDHWC: ShuffleNetV2 1.0x 32.9 -> 46.4, 2.0x 16.5 -> 28.6, MobileNetV2 1.0x 7.3 -> 14.6,
-    ResNeXt-101 2.0 -> 1.7. Inputs need no conversion: a (B, T, H, W, 3) clip batch permuted to
+    ResNeXt-101 2.0 -> 1.7. A later, quieter run measured ResNeXt-101 3.5 -> 4.5 (and 3D ResNet-10 0.25x
+    48.2 -> 59.5), so the rule for dense models waits on a careful re-measurement. Inputs need no conversion: a (B, T, H, W, 3) clip batch permuted to
     (B, 3, T, H, W) already has NDHWC strides. On CUDA the layout is left as is (measure it on the GPU first).
     """
     model = model.eval().to(device)
