@@ -6,14 +6,18 @@ the encoder does real work; ``--codecs h264 mpeg4 vp9 mjpeg``), then decodes it:
 * ``raw``: every frame to an RGB array at its own size (``frame.to_ndarray("rgb24")``), no resizing;
 * ``clips``: through :func:`raycondi.video.decode.iter_clips`, the labelling job's decoder, which resizes
   and centre-crops every frame to ``--size`` and groups them into clips of ``--clip-len``; its frame count
-  is the clips' frames, the last clip padded to ``--clip-len`` (N = ceil(frames / clip_len), as the paper).
+  is the clips' frames, the last clip padded to ``--clip-len`` (N = ceil(frames / clip_len), as the paper);
+* ``skimS`` (one row per ``--skim-steps`` S): the same decoder as a skimming student's pass uses it
+  (``skim_step=S``): every frame decoded, every S-th resized and converted. Its frame and clip counts are
+  those of ``clips`` (the clips the student scores per second); the K clips a labelling run then converts
+  whole for the teacher are not in it (``label_throughput.py`` counts them).
 
 Each is timed in one process and in ``--processes`` processes at once (default: every core), each decoding
 its own pass over the file; frames/s is the total over the processes. Clips/s follows as frames/s divided by
 the clip length. The table is printed and the rows written as JSON with the machine and the command:
 
     python benchmarks/decode_throughput.py
-    python benchmarks/decode_throughput.py --seconds 2 --codecs h264 --processes 2 --out /tmp/smoke.json
+    python benchmarks/decode_throughput.py --seconds 2 --codecs h264 --processes 2 --skim-steps 2 --out /tmp/smoke.json
 """
 
 from __future__ import annotations
@@ -61,13 +65,14 @@ def decode_raw(path: str) -> int:
     return frames
 
 
-def decode_clips(path: str, clip_len: int, size: int) -> int:
-    return sum(len(clip.frames) for clip in iter_clips(path, clip_len, size))
+def decode_clips(path: str, clip_len: int, size: int, skim_step: int = 1) -> int:
+    return sum(clip.full_shape[0] for clip in iter_clips(path, clip_len, size, skim_step=skim_step))
 
 
 def timed(processes: int, mode: str, path: str, clip_len: int, size: int) -> tuple[int, float]:
     """(frames decoded in total, wall seconds) with ``processes`` processes each decoding the file once."""
-    job = (decode_raw, path) if mode == "raw" else (decode_clips, path, clip_len, size)
+    skim_step = int(mode.removeprefix("skim")) if mode.startswith("skim") else 1
+    job = (decode_raw, path) if mode == "raw" else (decode_clips, path, clip_len, size, skim_step)
     start = time.perf_counter()
     if processes == 1:
         frames = job[0](*job[1:])
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clip-len", type=int, default=16)
     parser.add_argument("--size", type=int, default=112, help="the clips' square size (resize + centre crop)")
     parser.add_argument("--processes", type=int, default=os.cpu_count(), help="the all-cores run's processes")
+    parser.add_argument("--skim-steps", type=int, nargs="*", default=[2, 4],
+                        help="skim passes to time: every S-th frame converted (default 2 4)")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/decode_throughput.json)")
     args = parser.parse_args(argv)
 
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for codec in args.codecs:
             path = encode(Path(tmp) / f"test{CONTAINERS[codec]}", codec, args.width, args.height, args.seconds)
-            for mode in ("raw", "clips"):
+            for mode in ("raw", "clips", *(f"skim{step}" for step in args.skim_steps)):
                 for processes in sorted({1, args.processes}):
                     frames, seconds = timed(processes, mode, str(path), args.clip_len, args.size)
                     row = {"codec": codec, "mode": mode, "processes": processes, "frames": frames,

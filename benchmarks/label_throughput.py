@@ -11,9 +11,12 @@ at every K of ``--ks``. For each run it reports
   on a GPU, CPU seconds here), clips sent to the teacher,
 * video accuracy against the synthetic ground truth,
 
-and each as a ratio to Dense. ``--teacher`` and ``--student`` take trained checkpoints (their clip shape and
+and each as a ratio to Dense. ``--skim-student`` adds ConDi-SR runs with a second student trained with
+``frame_step`` > 1 (``distill --frame-step``), whose decode converts only the frames it sees (skim decoding);
+its rows have ``student_frame_step`` > 1. ``--teacher`` and ``--student`` take trained checkpoints (their clip shape and
 classes must fit the archive: ``--clip-len``/``--size``, ``--classes``); without them random-initialised
-ones are saved (``--teacher-arch``, ``--student-arch``/``--student-width``), which measures speed only
+ones are saved (``--teacher-arch``, ``--student-arch``/``--student-width``, and with ``--skim-step S`` a
+skimming student beside them), which measures speed only
 (accuracy is then chance). The table is printed and the rows written as JSON with the machine and the command:
 
     python benchmarks/label_throughput.py --teacher T --student S            # 16 one-minute videos
@@ -35,7 +38,7 @@ from _results import provenance, write
 
 from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.synthetic import SynthConfig, class_names, generate_dataset
-from raycondi.models import CheckpointConfig, build_model, build_student, save_checkpoint
+from raycondi.models import CheckpointConfig, build_model, build_student, load_checkpoint, save_checkpoint
 from raycondi.pipeline.label import LabelConfig, label_videos
 
 def make_archive(args: argparse.Namespace, workdir: Path) -> Path:
@@ -47,16 +50,20 @@ def make_archive(args: argparse.Namespace, workdir: Path) -> Path:
     return videos
 
 
-def random_checkpoints(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
+def random_checkpoints(args: argparse.Namespace, workdir: Path) -> tuple[str, str, str | None]:
     names = class_names(SynthConfig(classes=args.classes))
     common = dict(num_classes=args.classes, class_names=names, clip_len=args.clip_len, crop_size=args.size)
     teacher_kwargs = {"depth": 101} if args.teacher_arch == "resnext3d" else {}
     save_checkpoint(build_model(args.teacher_arch, args.classes, **teacher_kwargs), str(workdir / "teacher"),
                     CheckpointConfig(args.teacher_arch, model_kwargs=teacher_kwargs, **common))
     student_kwargs = {"width": args.student_width}
-    save_checkpoint(build_student(args.student_arch, args.classes, **student_kwargs), str(workdir / "student"),
-                    CheckpointConfig(args.student_arch, student=True, model_kwargs=student_kwargs, **common))
-    return str(workdir / "teacher"), str(workdir / "student")
+    students = {"student": 1, "student_skim": args.skim_step} if args.skim_step > 1 else {"student": 1}
+    for name, frame_step in students.items():
+        save_checkpoint(build_student(args.student_arch, args.classes, **student_kwargs), str(workdir / name),
+                        CheckpointConfig(args.student_arch, student=True, model_kwargs=student_kwargs,
+                                         frame_step=frame_step, **common))
+    skim = str(workdir / "student_skim") if args.skim_step > 1 else None
+    return str(workdir / "teacher"), str(workdir / "student"), skim
 
 
 def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: int, out: Path) -> dict:
@@ -69,8 +76,10 @@ def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: in
     rows = rows.join(truth, "video_id")
     ok = rows.filter(pc.equal(rows["status"], "ok"))
     correct = pc.sum(pc.equal(ok["label"], ok["true_label"]).cast("int64")).as_py() or 0
+    frame_step = load_checkpoint(student)[1].frame_step if strategy == "condi" else 1
     return {
-        "strategy": strategy, "k": "all" if strategy == "dense" else k, "videos": summary.videos_ok,
+        "strategy": strategy, "k": "all" if strategy == "dense" else k, "student_frame_step": frame_step,
+        "videos": summary.videos_ok,
         "errors": summary.videos_error, "seconds": round(summary.seconds, 2),
         "videos_per_s": round(summary.videos_ok / summary.seconds, 4),
         "frames_decoded": summary.dense_clips * args.clip_len * args.stride,
@@ -103,6 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: random weights)")
     parser.add_argument("--student", default=None, help="student checkpoint (default: random weights)")
+    parser.add_argument("--skim-student", default=None, help="a second, skimming student (frame_step > 1)")
+    parser.add_argument("--skim-step", type=int, default=0,
+                        help="with random weights: also a skimming student that sees every S-th frame")
     parser.add_argument("--teacher-arch", default="resnext3d")
     parser.add_argument("--student-arch", default="shufflenetv2_3d")
     parser.add_argument("--student-width", type=float, default=2.0)
@@ -116,32 +128,36 @@ def main(argv: list[str] | None = None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     videos = make_archive(args, workdir)
     if args.teacher and args.student:
-        teacher, student = args.teacher, args.student
+        teacher, student, skim_student = args.teacher, args.student, args.skim_student
     else:
-        teacher, student = random_checkpoints(args, workdir)
+        teacher, student, skim_student = random_checkpoints(args, workdir)
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    runs = [("dense", 1)] + [(s, k) for s in ("equidistant", "condi") for k in args.ks]
+    runs = [("dense", 1, None)] + [(s, k, student) for s in ("equidistant", "condi") for k in args.ks]
+    runs += [("condi", k, skim_student) for k in args.ks] if skim_student else []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
-        rows = with_ratios([one_run(args, videos, teacher, student, strategy, k,
-                                    workdir / f"labels_{stamp}" / f"{strategy}_k{k}") for strategy, k in runs])
+        rows = with_ratios([one_run(args, videos, teacher, model, strategy, k,
+                                    workdir / f"labels_{stamp}" / f"{strategy}_k{k}_{i}")
+                            for i, (strategy, k, model) in enumerate(runs)])
     finally:
         if started:
             ray.shutdown()
 
-    print(f"{'strategy':12} {'k':>4} {'videos/s':>9} {'x dense':>8} {'frames':>9} {'student s':>10} "
-          f"{'teacher s':>10} {'x dense':>8} {'accuracy':>9}")
+    print(f"{'strategy':12} {'k':>4} {'step':>4} {'videos/s':>9} {'x dense':>8} {'frames':>9} {'decode s':>9} "
+          f"{'student s':>10} {'teacher s':>10} {'x dense':>8} {'accuracy':>9}")
     for r in rows:
-        print(f"{r['strategy']:12} {r['k']:>4} {r['videos_per_s']:9.3f} {r['videos_per_s_vs_dense'] or 0:8.2f} "
-              f"{r['frames_decoded']:9} {r['student_s']:10.2f} {r['teacher_s']:10.2f} "
+        print(f"{r['strategy']:12} {r['k']:>4} {r['student_frame_step']:>4} {r['videos_per_s']:9.3f} "
+              f"{r['videos_per_s_vs_dense'] or 0:8.2f} {r['frames_decoded']:9} {r['decode_s']:9.2f} "
+              f"{r['student_s']:10.2f} {r['teacher_s']:10.2f} "
               f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['accuracy']:9.3f}")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     record = {
         **provenance("label_throughput", argv), "device": device,
         "archive": f"{args.videos} videos x {args.seconds:g} s, {args.width}x{args.height}, {args.classes} classes",
         "clip": f"{args.clip_len}x{args.size}x{args.size}", "teacher": teacher, "student": student,
+        "skim_student": skim_student,
         "trained_checkpoints": bool(args.teacher and args.student), "rows": rows,
     }
     write(record, args.out, f"label_throughput_{'cuda' if torch.cuda.is_available() else 'cpu'}.json")

@@ -143,6 +143,7 @@ def _distill_config(args: argparse.Namespace, out: str):
         out=out,
         student=args.student or preset.student,
         student_kwargs=_model_kwargs(args.student_kwargs, preset.student_kwargs if args.student is None else {}),
+        frame_step=args.frame_step,
         method=args.method,
         lam=preset.lam if args.lam is None else args.lam,
         mu=args.mu,
@@ -261,6 +262,9 @@ def _add_distill_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", required=True, help="teacher checkpoint (train-teacher's OUT/model)")
     parser.add_argument("--student", default=None, help="student backbone (see list_models())")
     parser.add_argument("--student-kwargs", default=None, help='JSON builder arguments, e.g. \'{"width": 0.5}\'')
+    parser.add_argument("--frame-step", type=int, default=1,
+                        help="the student sees every N-th frame of a clip, so labelling converts only those "
+                             "(default 1, the paper's input)")
     parser.add_argument("--method", choices=["condi_sr", "st_ent", "st_conf", "bce_conf"], default="condi_sr")
     parser.add_argument("--lam", type=float, default=None,
                         help="λ, weight of the confidence BCE (default: the preset's, 1.5 for paper, 0.5 for small)")

@@ -57,11 +57,11 @@ def test_decode_throughput_smoke(tmp_path, benchmarks):
     out = tmp_path / "decode.json"
     record = benchmarks("decode_throughput").main([
         "--codecs", "h264", "mjpeg", "--width", "96", "--height", "64", "--seconds", "1", "--clip-len", "5",
-        "--size", "32", "--processes", "2", "--out", str(out)])
+        "--size", "32", "--processes", "2", "--skim-steps", "2", "--out", str(out)])
     assert json.loads(out.read_text()) == record
     rows = record["rows"]
     assert {(r["codec"], r["mode"], r["processes"]) for r in rows} == {
-        (c, m, p) for c in ("h264", "mjpeg") for m in ("raw", "clips") for p in (1, 2)}
+        (c, m, p) for c in ("h264", "mjpeg") for m in ("raw", "clips", "skim2") for p in (1, 2)}
     for row in rows:
         per_process = 25  # 1 s at 25 fps; in clips of 5 frames, 5 clips and no padding
         assert row["frames"] == per_process * row["processes"]
@@ -74,10 +74,13 @@ def test_label_throughput_smoke(tmp_path, benchmarks, ray_runtime):
     record = benchmarks("label_throughput").main([
         "--videos", "3", "--seconds", "4", "--width", "64", "--height", "48", "--classes", "3", "--clip-len", "4",
         "--size", "32", "--ks", "1", "--teacher-arch", "shufflenetv2_3d", "--student-width", "0.25",
-        "--workdir", str(tmp_path), "--out", str(out)])
+        "--skim-step", "2", "--workdir", str(tmp_path), "--out", str(out)])
     assert json.loads(out.read_text()) == record
-    rows = {(r["strategy"], r["k"]): r for r in record["rows"]}
-    assert set(rows) == {("dense", "all"), ("equidistant", 1), ("condi", 1)}
+    rows = {(r["strategy"], r["k"], r["student_frame_step"]): r for r in record["rows"]}
+    assert set(rows) == {("dense", "all", 1), ("equidistant", 1, 1), ("condi", 1, 1), ("condi", 1, 2)}
+    skim = rows.pop(("condi", 1, 2))
+    assert skim["clips_scored"] == 75 and skim["clips_to_teacher"] == 3 and skim["student_s"] > 0
+    rows = {key[:2]: row for key, row in rows.items()}
     dense = rows["dense", "all"]
     assert all(r["videos"] == 3 and r["errors"] == 0 for r in rows.values())
     assert dense["clips_to_teacher"] == rows["condi", 1]["clips_scored"] == 3 * 25  # 4 s at 25 fps: 25 clips of 4

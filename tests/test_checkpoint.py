@@ -97,6 +97,7 @@ def test_config_json_is_readable(saved):
         "class_names": ["jump", "run", "wave"],
         "clip_len": 4,
         "crop_size": 32,
+        "frame_step": 1,
         "mean": [0.5, 0.5, 0.5],
         "std": [0.25, 0.25, 0.25],
     }
@@ -262,9 +263,15 @@ def test_config_validation():
         CheckpointConfig("r3d_18", 3, class_names=("a", "b"))
     with pytest.raises(ValueError, match="std > 0"):
         CheckpointConfig("r3d_18", 3, std=(0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match=r"frame_step must be in \[1, clip_len=8\], got 9"):
+        CheckpointConfig("r3d_18", 3, clip_len=8, frame_step=9)
     config = CheckpointConfig("r3d_18", 3, class_names=["a", "b", "c"], mean=[0.1, 0.2, 0.3])
     assert config.class_names == ("a", "b", "c") and config.mean == (0.1, 0.2, 0.3)
     assert CheckpointConfig.from_json(config.to_json()) == config
+    # A config.json written before frame_step existed reads as the paper's every-frame input.
+    older = json.loads(config.to_json())
+    del older["frame_step"]
+    assert CheckpointConfig.from_json(json.dumps(older)).frame_step == 1
 
 
 @pytest.mark.parametrize("name, kwargs, channels_last", [

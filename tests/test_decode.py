@@ -20,7 +20,7 @@ import av
 import numpy as np
 import pytest
 
-from raycondi.video import Clip, ClipSpec, DecodeLimits, VideoDecodeError, count_clips, iter_clips
+from raycondi.video import Clip, ClipSpec, DecodeLimits, SkimClip, VideoDecodeError, count_clips, iter_clips
 from raycondi.video.storage import StorageOptions
 from tests.videos import (
     gradient_frames,
@@ -73,6 +73,8 @@ def test_invalid_arguments_raise_before_io():
         iter_clips("/does/not/matter.mp4", clip_len=0)
     with pytest.raises(ValueError, match="stride"):
         ClipSpec(stride=0)
+    with pytest.raises(ValueError, match=r"skim_step must be in \[1, clip_len=8\], got 9"):
+        iter_clips("/does/not/matter.mp4", clip_len=8, skim_step=9)
     with pytest.raises(ValueError):
         count_clips(-1, 16)
 
@@ -100,6 +102,21 @@ def test_stride_samples_every_other_frame(levels_mp4):
     # sampled frames 0, 2, ..., 18: ten frames, clips of 4, the last one 16 18 looped
     assert [indices(c) for c in clips] == [[0, 2, 4, 6], [8, 10, 12, 14], [16, 18, 16, 18]]
     assert spans(clips) == [(0.0, 0.32), (0.32, 0.64), (0.64, 0.8)]
+
+
+@pytest.mark.parametrize("step", [2, 3, 8])
+def test_skim_converts_every_step_th_frame_and_the_rest_on_demand(levels_mp4, step):
+    clips = list(iter_clips(str(levels_mp4), clip_len=8, size=16, skim_step=step))
+    assert all(type(c) is SkimClip for c in clips)
+    assert spans(clips) == [(0.0, 0.32), (0.32, 0.64), (0.64, 0.8)]
+    # the skim frames are the full clip's frames 0, step, 2 step, ... (the looped padding included)
+    assert [[level_index(f.mean()) for f in c.frames] for c in clips] == [looped[::step] for looped in LOOPED]
+    assert [[level_index(f.mean()) for f in c.full()] for c in clips] == LOOPED
+    assert all(c.full_shape == (8, 16, 16, 3) and c.frames.shape == (-(-8 // step), 16, 16, 3) for c in clips)
+    # pixel for pixel what a plain decode gives
+    for skim, plain in zip(clips, iter_clips(str(levels_mp4), clip_len=8, size=16), strict=True):
+        assert np.array_equal(skim.full(), plain.frames) and np.array_equal(skim.frames, plain.frames[::step])
+    assert clips[0].held_bytes > clips[0].frames.nbytes  # the unconverted pictures are held
 
 
 def test_single_short_clip_is_looped(tmp_path):

@@ -40,10 +40,11 @@ from raycondi.pipeline import (
     select_clips,
     video_prediction,
 )
-from raycondi.pipeline.label import plan_pools, to_model_input
+from raycondi.pipeline import label as label_module
+from raycondi.pipeline.label import ScoreSelectPredict, _clip_spec, plan_pools, to_model_input
 from raycondi.video.decode import Clip, iter_clips
 from raycondi.video.storage import list_files, read_bytes, resolve
-from tests.videos import gradient_frames, write_audio_only, write_video
+from tests.videos import gradient_frames, level_frames, level_index, write_audio_only, write_video
 
 CLASSES = ("MoveLeft", "MoveRight", "RotateCW")
 CLIP_LEN, CROP = 4, 32
@@ -74,15 +75,17 @@ def fake_scorer(confidence: list[float], classes: int = 3):
     return score
 
 
-def save_models(root: str) -> tuple[str, str]:
-    """Tiny random-init teacher and student checkpoints under ``root`` (local or s3://)."""
+def save_models(root: str, frame_step: int = 1) -> tuple[str, str]:
+    """Tiny random-init teacher and student checkpoints under ``root`` (local or s3://); the student sees
+    every ``frame_step``-th frame."""
     torch.manual_seed(0)
     common = dict(num_classes=len(CLASSES), class_names=CLASSES, clip_len=CLIP_LEN, crop_size=CROP)
     teacher = build_model("shufflenetv2_3d", len(CLASSES), width=0.5)
     save_checkpoint(teacher, f"{root}/teacher", CheckpointConfig("shufflenetv2_3d", model_kwargs={"width": 0.5}, **common))
     student = build_student("shufflenetv2_3d", len(CLASSES), width=0.25)
     torch.nn.init.normal_(student.confidence_head.weight, 0, 2.0)  # spread z~ so the ranking is not a tie
-    config = CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25}, **common)
+    config = CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25},
+                              frame_step=frame_step, **common)
     save_checkpoint(student, f"{root}/student", config)
     return f"{root}/teacher", f"{root}/student"
 
@@ -107,7 +110,8 @@ def expected_selection(uri: str, teacher_dir: str, student_dir: str, config: Lab
     probs, conf, teacher_probs = [], [], []
     with torch.inference_mode():
         for i in range(0, len(frames), config.student_batch_size):
-            logits, z = student(to_model_input(frames[i:i + config.student_batch_size], s_cfg.mean, s_cfg.std))
+            batch = frames[i:i + config.student_batch_size, ::s_cfg.frame_step]  # a skimming student's frames
+            logits, z = student(to_model_input(batch, s_cfg.mean, s_cfg.std))
             probs.append(logits.softmax(1).numpy())
             conf.append(z.sigmoid().numpy())
         teacher_probs = teacher(to_model_input(frames, t_cfg.mean, t_cfg.std)).softmax(1).numpy()
@@ -152,6 +156,28 @@ def test_select_clips_condi_hand_computed():
     assert chosen.student_clips.tolist() == []
 
 
+def test_select_clips_on_skim_clips_scores_the_skim_and_keeps_whole_clips(tmp_path, monkeypatch):
+    """Skim clips (every 2nd frame converted): the student sees frames 0 and 2 of each clip, the teacher gets
+    the K chosen clips whole, and past ``_PENDING_BYTES`` of held pictures a batch is scored early."""
+    path = str(write_video(tmp_path / "levels.mp4", level_frames(24, 64, 48)))  # 6 clips of 4 frames
+    monkeypatch.setattr(label_module, "_PENDING_BYTES", 1)  # every clip's pictures pass it: batches of one
+    seen, batches = [], []
+
+    def scorer(frames):  # confidence from the first frame's index, permuted so the best clips are not the last
+        batches.append(len(frames))
+        seen.extend([level_index(f.mean()) for f in clip] for clip in frames)
+        first = np.array([level_index(clip[0].mean()) for clip in frames])
+        return np.full((len(frames), 3), 1 / 3), ((first // 4 * 5) % 6 / 6).astype(np.float32)
+
+    chosen = select_clips(iter_clips(path, CLIP_LEN, CROP, skim_step=2), "condi", 2, scorer=scorer, batch_size=16)
+    assert batches == [1] * 6
+    assert seen == [[4 * i, 4 * i + 2] for i in range(6)]
+    # confidences of clips 0..5 (first frames 0, 4, ..., 20): (0, 5, 10, 15, 20, 25) % 6 / 6 = 0, 5/6, 4/6, ...
+    assert chosen.teacher_clips.tolist() == [1, 2]
+    plain = list(iter_clips(path, CLIP_LEN, CROP))
+    np.testing.assert_array_equal(chosen.teacher_frames, np.stack([plain[1].frames, plain[2].frames]))
+
+
 def test_select_clips_holds_k_clips_not_n():
     created: list = []
     most_alive = 0
@@ -176,6 +202,22 @@ def test_select_clips_teacher_only_strategies(strategy, k, expected):
     assert chosen.teacher_clips.tolist() == expected
     assert [int(f[0, 0, 0, 0]) for f in chosen.teacher_frames] == expected
     assert chosen.confidence.size == 0 and chosen.student_clips.size == 0
+
+
+def test_skimming_student_sees_its_frames_and_the_teacher_full_clips(tmp_path):
+    """A frame_step=2 student: the job decodes skim clips, yet its selection and labels are those computed
+    here from plain decodes (the student on frames[::2], the teacher on whole clips)."""
+    synth(str(tmp_path / "videos"), 3)
+    teacher, student = save_models(str(tmp_path / "models"), frame_step=2)
+    config = LabelConfig(str(tmp_path / "videos"), str(tmp_path / "out"), teacher, student, k=2, k_student=1,
+                         student_batch_size=3)
+    clip, models = _clip_spec(config)
+    stage = ScoreSelectPredict(config, clip, models)
+    assert stage.score_and_select.skim_step == 2
+    rows = stage(list_videos(config.input)).to_pylist()
+    assert len(rows) == 3 and all(r["status"] == "ok" and r["teacher_clips"] == 1 for r in rows)
+    for row in rows:
+        check_consistent(row, config)
 
 
 def test_video_prediction_hand_computed():

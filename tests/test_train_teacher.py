@@ -90,15 +90,17 @@ def test_tune_four_trials_under_asha(s3_server, teacher, clips):
     assert config.student and record["metric"] == "val_video_accuracy_k1"
 
 
-@pytest.mark.parametrize("method", ["st_ent", "st_conf", "bce_conf"])
-def test_baseline_methods_train_one_epoch(s3_server, teacher, clips, method, tmp_path):
-    """The distillation loop run directly (one process, as a Tune trial runs it) for each baseline."""
+@pytest.mark.parametrize("method, frame_step", [("st_ent", 1), ("st_conf", 1), ("bce_conf", 1), ("condi_sr", 2)])
+def test_baseline_methods_train_one_epoch(s3_server, teacher, clips, method, frame_step, tmp_path):
+    """The distillation loop run directly (one process, as a Tune trial runs it) for each baseline, and for a
+    skimming ConDi-SR student that sees every other frame of the teacher's clips."""
     from raycondi.train.data import read_split
     from raycondi.train.distill import distill_loop, prepare_inputs
 
     config = DistillConfig(clips=clips, teacher=f"{teacher}/model", out=str(tmp_path), student_kwargs={"width": 0.25},
-                           method=method, epochs=1, batch_size=8, lr=0.02)
+                           method=method, epochs=1, batch_size=8, lr=0.02, frame_step=frame_step)
     model_config, logits, _ = prepare_inputs(config)
+    assert model_config.frame_step == frame_step
     reports = []
 
     def report(metrics, directory):

@@ -61,7 +61,9 @@ class ClipPredictor:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             started = time.perf_counter()
-            x = clips_to_tensor(batch, config.crop_size, config.mean, config.std, device=self.device)
+            x = clips_to_tensor(
+                batch, config.crop_size, config.mean, config.std, device=self.device, frame_step=config.frame_step
+            )
             output = model(x)
             logits, confidence = output if isinstance(output, tuple) else (output, None)
             probs = torch.softmax(logits.float(), dim=1).cpu().numpy()

@@ -66,6 +66,9 @@ class CheckpointConfig:
         class_names: the label of each class index, or empty when unknown.
         clip_len: frames per clip.
         crop_size: height and width of a clip.
+        frame_step: the model sees frames ``0, frame_step, 2 frame_step, ...`` of each ``clip_len``-frame clip
+            (``ceil(clip_len / frame_step)`` frames over the same time span); 1, the paper's input, sees every
+            frame. A student with ``frame_step > 1`` lets the labelling job skim: convert only those frames.
         mean, std: per-channel RGB normalisation of [0, 1] pixels: ``(x - mean) / std``.
     """
 
@@ -76,6 +79,7 @@ class CheckpointConfig:
     class_names: tuple[str, ...] = ()
     clip_len: int = 16
     crop_size: int = 112
+    frame_step: int = 1
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
 
@@ -84,7 +88,8 @@ class CheckpointConfig:
         for name in ("class_names", "mean", "std"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
-        scalar_types = {"architecture": str, "student": bool, "num_classes": int, "clip_len": int, "crop_size": int}
+        scalar_types = {"architecture": str, "student": bool, "num_classes": int, "clip_len": int, "crop_size": int,
+                        "frame_step": int}
         problems = [
             f"{name} must be {kind.__name__}, got {getattr(self, name)!r}"
             for name, kind in scalar_types.items()
@@ -98,6 +103,8 @@ class CheckpointConfig:
             problems.append(f"{len(self.class_names)} class_names for num_classes={self.num_classes}")
         if self.clip_len < 1 or self.crop_size < 1:
             problems.append(f"clip_len and crop_size must be >= 1, got {self.clip_len} and {self.crop_size}")
+        if not 1 <= self.frame_step <= self.clip_len:
+            problems.append(f"frame_step must be in [1, clip_len={self.clip_len}], got {self.frame_step}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             problems.append(f"mean and std need 3 values each, std > 0; got {self.mean} and {self.std}")
         if problems:

@@ -19,7 +19,10 @@ Stages
   :mod:`raycondi.selection`'s ranking (confidence, then lower index); per-clip scores are small and kept
   for every clip. When the video ends, :func:`raycondi.selection.split_indices` -- the evaluation's own
   rule -- picks the K_s student clips and the K_t teacher clips from the full score arrays; the heap
-  provably holds the teacher clips (they are among the K most confident). The row carries those K_t
+  provably holds the teacher clips (they are among the K most confident). A student trained with
+  ``frame_step`` s > 1 makes the decode a *skim*: only every s-th frame of a clip is resized and converted
+  for it, and a clip's other frames only when it enters the heap (:class:`~raycondi.video.decode.SkimClip`),
+  so the conversions fall from N x T to about N x T / s plus the heap's entries. The row carries those K_t
   clips' pixels and the K_s clips' student probabilities to the next stage.
 * :class:`TeacherPredict` (one actor per GPU when there are GPUs, CPU actors otherwise) runs the teacher
   on the K_t clips of a batch of videos at once, and :func:`video_prediction` merges them with the
@@ -40,8 +43,9 @@ No pool is larger than the number of videos to label. Every number can be overri
 Design notes
 ------------
 * **Memory is O(K) per video**, whatever its length: the decoder holds at most two clips, the student at
-  most ``student_batch_size``, the heap K; only the K_t selected clips travel between stages. Clips are
-  never fanned out as rows (no ``groupby`` shuffle of pixels). The comparison strategies ``equidistant``
+  most ``student_batch_size`` (fewer when a skim batch's decoded pictures pass ``_PENDING_BYTES``), the heap
+  K; only the K_t selected clips travel between stages. Clips are never fanned out as rows (no ``groupby``
+  shuffle of pixels). The comparison strategies ``equidistant``
   and ``random`` need N before they can choose, so they spool clips to a temporary file (memory up to
   ``_SPOOL_BYTES``, then the worker's disk); ``dense`` sends all N clips to the teacher and so holds all
   of them in its row: it costs O(N) memory, as it costs N teacher clips.
@@ -115,6 +119,7 @@ VIDEO_SUFFIXES: tuple[str, ...] = (
 SUMMARY_FILE = "_summary.json"
 STAGES = ("auto", "split", "fused")
 _SPOOL_BYTES = 64 << 20
+_PENDING_BYTES = 128 << 20  # a batch waiting for the student is scored early past this (skim clips hold pictures)
 _TOP = 5
 
 # Columns only carried from ScoreAndSelect to TeacherPredict.
@@ -402,24 +407,28 @@ def select_clips(
         probs.append(np.asarray(batch_probs, np.float32))
         confidence.append(np.asarray(batch_confidence, np.float32))
         for clip, score in zip(pending, confidence[-1]):
-            item = (float(score), -clip.index, clip.frames)  # indices are unique: frames are never compared
-            if len(heap) < k:
-                heapq.heappush(heap, item)
-            else:
-                heapq.heappushpop(heap, item)
+            key = (float(score), -clip.index)  # indices are unique: frames are never compared
+            if len(heap) < k or key > heap[0][:2]:
+                started = time.perf_counter()
+                item = (*key, clip.full())  # a skim clip's other frames are converted only now
+                decode_clock[0] += time.perf_counter() - started
+                (heapq.heappush if len(heap) < k else heapq.heapreplace)(heap, item)
         pending.clear()
 
+    pending_bytes = 0
     try:
         for clip in _timed(clips, decode_clock):
             starts.append(clip.start_s)
             ends.append(clip.end_s)
-            clip_shape = clip.frames.shape
+            clip_shape = clip.full_shape
             if spool is not None:
-                spool.write(clip.frames.tobytes())
+                spool.write(clip.full().tobytes())
                 continue
             pending.append(clip)
-            if len(pending) == batch_size:
+            pending_bytes += clip.held_bytes
+            if len(pending) == batch_size or pending_bytes >= _PENDING_BYTES:
                 score_pending()
+                pending_bytes = 0
         if pending:
             score_pending()
         n = len(starts)
@@ -508,10 +517,11 @@ class ScoreAndSelect:
         self.config, self.clip, self.models = config, clip, models
         self.device = _device(config.student_gpus)
         self.scorer: Scorer | None = None
+        self.skim_step = 1
         if config.strategy == "condi":
             model, checkpoint = load_checkpoint(config.student, map_location=self.device, storage=config.storage)
             self.model, self.mean, self.std = for_inference(model, self.device), checkpoint.mean, checkpoint.std
-            self.scorer = self._score
+            self.scorer, self.skim_step = self._score, checkpoint.frame_step
 
     def _score(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
@@ -527,7 +537,7 @@ class ScoreAndSelect:
                 "k_student": config.k_student, "teacher_clips": 0, **self.models}
         started = time.perf_counter()
         clips = iter_clips(video["uri"], self.clip.clip_len, self.clip.size, self.clip.stride,
-                           limits=config.limits, storage=config.storage)
+                           skim_step=self.skim_step, limits=config.limits, storage=config.storage)
         try:
             chosen = select_clips(clips, config.strategy, config.k, config.k_student, scorer=self.scorer,
                                   batch_size=config.student_batch_size, rng=_video_rng(config.seed, video["video_id"]))

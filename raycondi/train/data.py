@@ -79,6 +79,7 @@ def clips_to_tensor(
     device: torch.device | str = "cpu",
     rng: np.random.Generator | None = None,
     flip: bool = True,
+    frame_step: int = 1,
 ) -> torch.Tensor:
     """A batch of shard rows as a float ``(B, 3, T, crop, crop)`` tensor on ``device``.
 
@@ -88,12 +89,13 @@ def clips_to_tensor(
     With ``rng`` (training) each clip gets its own random ``crop_size`` window and, with ``flip``, is
     flipped left-right with probability 1/2 (turn it off where the classes are mirror images of each
     other, as the synthetic benchmark's MoveLeft/MoveRight); without ``rng`` (evaluation) every clip gets
-    the centre window. Raises ``ValueError``
-    when the shards' clips are smaller than ``crop_size``.
+    the centre window. ``frame_step`` keeps every ``frame_step``-th frame (``CheckpointConfig.frame_step``: a
+    skimming student's input). Raises ``ValueError`` when the shards' clips are smaller than ``crop_size``.
     """
     frames = batch["frames"]
     if not (isinstance(frames, np.ndarray) and frames.ndim == 5):  # shard rows, not yet decoded to an array
         frames = frames_to_numpy(batch)  # (B, T, H, W, 3) uint8
+    frames = frames[:, ::frame_step]
     b, _, h, w, _ = frames.shape
     if h < crop_size or w < crop_size:
         raise ValueError(f"crop_size={crop_size} is larger than the shards' {h}x{w} clips")

@@ -68,6 +68,8 @@ class DistillConfig:
         teacher: the teacher checkpoint (``train-teacher``'s ``{out}/model``).
         out: where the run (``{out}/run``) and the student (``{out}/model``) go.
         student, student_kwargs: the student's backbone (``list_models()``) and its builder's arguments.
+        frame_step: the student sees every ``frame_step``-th frame of the teacher's clips
+            (``CheckpointConfig.frame_step``); 1 is the paper's input, more lets the labelling job skim.
         method: a key of :data:`METHODS`.
         lam, mu, tau: λ, μ, τ of the losses (paper: 1.5, 1.5, 0.9).
         epochs, batch_size, lr, momentum, weight_decay, optimizer: ``"sgd"`` (Nesterov, the paper's) or
@@ -83,6 +85,7 @@ class DistillConfig:
     out: str
     student: str = "shufflenetv2_3d"
     student_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    frame_step: int = 1
     method: str = "condi_sr"
     lam: float = 1.5
     mu: float = 1.5
@@ -215,7 +218,8 @@ def distill_loop(
         losses = []
         for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
             x = clips_to_tensor(
-                batch, model_config.crop_size, model_config.mean, model_config.std, device=on, rng=rng, flip=config.flip
+                batch, model_config.crop_size, model_config.mean, model_config.std,
+                device=on, rng=rng, flip=config.flip, frame_step=model_config.frame_step,
             )
             y = torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
             teacher = torch.from_numpy(train_logits.lookup(batch["video_id"], batch["clip_index"])).to(on)
@@ -252,11 +256,16 @@ def _train_func(loop_config: dict) -> None:
 
 
 def student_config(config: DistillConfig) -> CheckpointConfig:
-    """The student's checkpoint config: the teacher's classes, clip length, crop and normalisation."""
+    """The student's checkpoint config: the teacher's classes, clip length, crop and normalisation, and
+    ``config.frame_step``; ``ValueError`` when the teacher's clips are shorter than ``frame_step``."""
     _, teacher = load_checkpoint(config.teacher, storage=config.storage)
-    return dataclasses.replace(
-        teacher, architecture=config.student, student=True, model_kwargs=dict(config.student_kwargs)
-    )
+    try:
+        return dataclasses.replace(
+            teacher, architecture=config.student, student=True, model_kwargs=dict(config.student_kwargs),
+            frame_step=config.frame_step,
+        )
+    except ValueError as error:
+        raise ValueError(f"--frame-step {config.frame_step} for the teacher {config.teacher}: {error}") from None
 
 
 def prepare_inputs(config: DistillConfig) -> tuple[CheckpointConfig, str, dict[str, ray.data.Dataset]]:

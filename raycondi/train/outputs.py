@@ -45,7 +45,10 @@ class TeacherLogits:
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = clips_to_tensor(batch, self.config.crop_size, self.config.mean, self.config.std, device=self.device)
+        config = self.config
+        x = clips_to_tensor(
+            batch, config.crop_size, config.mean, config.std, device=self.device, frame_step=config.frame_step
+        )
         logits = self.model(x).float().cpu().numpy()
         return {"video_id": batch["video_id"], "clip_index": batch["clip_index"], "logits": logits}
 

@@ -270,7 +270,7 @@ def predict(
     for i, batch in enumerate(data.iter_batches(batch_size=batch_size, batch_format="numpy")):
         if i % world_size() != rank():
             continue
-        x = clips_to_tensor(batch, config.crop_size, config.mean, config.std, device=on)
+        x = clips_to_tensor(batch, config.crop_size, config.mean, config.std, device=on, frame_step=config.frame_step)
         with autocast(on):
             output = module(x)
         logits, confidence = output if isinstance(output, tuple) else (output, None)

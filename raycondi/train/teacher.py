@@ -91,7 +91,8 @@ def teacher_loop(config: TeacherConfig, model_config: CheckpointConfig, datasets
         losses = []
         for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
             x = clips_to_tensor(
-                batch, model_config.crop_size, model_config.mean, model_config.std, device=on, rng=rng, flip=config.flip
+                batch, model_config.crop_size, model_config.mean, model_config.std,
+                device=on, rng=rng, flip=config.flip, frame_step=model_config.frame_step,
             )
             y = torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
             with runtime.autocast(on):

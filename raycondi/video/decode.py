@@ -13,6 +13,14 @@ decoded video frame. Clip ``i`` covers ``[start_s, end_s)``: it starts at its fi
 where clip ``i + 1`` starts, or, for the last clip, at the end of the last decoded frame; the clips tile the
 video.
 
+**Skim decoding** (``skim_step > 1``, :class:`SkimClip`): a student that sees every ``skim_step``-th frame of
+a clip (``CheckpointConfig.frame_step``) needs only those converted. Every frame is still decoded (the
+teacher may later want the clip, and an H.264 frame needs its references), but resizing and RGB conversion
+is done for the skim frames only; the clip's other decoded pictures are kept and converted only if
+:meth:`SkimClip.full` is called, i.e. for the few clips the student keeps for the teacher. The saving is the
+conversion's share of the per-frame cost: small for H.264, larger for cheaper codecs (MPEG-4 part 2, MJPEG)
+and for large pictures (``benchmarks/decode_throughput.py``, ``skim`` rows).
+
 Memory is bounded whatever the length: frames are decoded as they are needed, at most two clips are held
 (one waiting for the next clip's start time), and the file is read through :func:`storage.open_input` in
 ``_READ_BLOCK``-sized ranged reads, so a video in S3 is streamed with about one GET per MiB (10 GETs for an
@@ -43,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
@@ -53,7 +61,7 @@ from av.video.reformatter import VideoReformatter
 from raycondi.video import storage as _storage
 from raycondi.video.storage import StorageError, StorageOptions
 
-__all__ = ["VideoDecodeError", "ClipSpec", "DecodeLimits", "Clip", "iter_clips", "count_clips"]
+__all__ = ["VideoDecodeError", "ClipSpec", "DecodeLimits", "Clip", "SkimClip", "iter_clips", "count_clips"]
 
 _READ_BLOCK = 1 << 20  # bytes per ranged read of the source (one GET on S3)
 _AVIO_BUFFER = 64 << 10  # FFmpeg's own read size from the Python file object
@@ -108,6 +116,49 @@ class Clip:
     end_s: float
     frames: np.ndarray
 
+    def full(self) -> np.ndarray:
+        """All ``clip_len`` frames of the clip (here: ``frames`` itself)."""
+        return self.frames
+
+    @property
+    def full_shape(self) -> tuple[int, ...]:
+        return self.frames.shape
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of pixels this clip holds."""
+        return self.frames.nbytes
+
+
+@dataclass(frozen=True, eq=False)
+class SkimClip(Clip):
+    """A clip decoded for a skim: ``frames`` holds only its frames ``0, step, 2 step, ...`` (``ceil(clip_len /
+    step)`` of them, exactly ``full()[::step]``); ``pictures`` are all ``clip_len`` decoded frames (the last
+    clip's padding included), converted by :meth:`full` on demand with the same resize as ``frames``."""
+
+    step: int
+    pictures: tuple[av.VideoFrame, ...]
+    convert: _SquareRGB
+
+    def full(self) -> np.ndarray:
+        """All ``clip_len`` frames as uint8 ``(clip_len, size, size, 3)``, converting the ones the skim skipped."""
+        out = np.empty(self.full_shape, np.uint8)
+        out[:: self.step] = self.frames
+        for i, picture in enumerate(self.pictures):
+            if i % self.step:
+                out[i] = self.convert(picture)
+        return out
+
+    @property
+    def full_shape(self) -> tuple[int, ...]:
+        return (len(self.pictures), *self.frames.shape[1:])
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the skim frames plus the decoded pictures (each counted once; padding repeats some)."""
+        unique = {id(p): p for p in self.pictures}.values()
+        return self.frames.nbytes + sum(plane.buffer_size for p in unique for plane in p.planes)
+
 
 def count_clips(num_frames: int, clip_len: int) -> int:
     """Number of clips N = ceil(num_frames / clip_len) for ``num_frames`` sampled frames (paper, Sec. III)."""
@@ -122,25 +173,31 @@ def iter_clips(
     size: int = 112,
     stride: int = 1,
     *,
+    skim_step: int = 1,
     limits: DecodeLimits | None = None,
     storage: StorageOptions | None = None,
 ) -> Iterator[Clip]:
     """Decode ``uri`` (local path, ``file://`` or ``s3://``) as it goes and yield its clips in order.
 
+    With ``skim_step > 1`` the clips are :class:`SkimClip` s holding every ``skim_step``-th frame converted
+    (see the module docstring); the clips' boundaries and ``full()`` frames are those of ``skim_step=1``.
     Raises :class:`VideoDecodeError` for any video that cannot be decoded completely (see the module
     docstring for the rules); ``ValueError`` for invalid arguments, before any I/O.
     """
     spec = ClipSpec(clip_len, size, stride)
-    return _clips(uri, spec, limits or DecodeLimits(), storage)
+    if not 1 <= skim_step <= clip_len:
+        raise ValueError(f"skim_step must be in [1, clip_len={clip_len}], got {skim_step}")
+    return _clips(uri, spec, skim_step, limits or DecodeLimits(), storage)
 
 
 # --- clip assembly ---------------------------------------------------------------------------------------
 
 
-def _clips(uri: str, spec: ClipSpec, limits: DecodeLimits, storage: StorageOptions | None) -> Iterator[Clip]:
-    shape = (spec.clip_len, spec.size, spec.size, 3)
+def _clips(
+    uri: str, spec: ClipSpec, skim_step: int, limits: DecodeLimits, storage: StorageOptions | None
+) -> Iterator[Clip]:
     index, pending = 0, None  # pending: a full clip whose end_s is the next clip's start
-    frames, filled, start, video_end = np.empty(shape, np.uint8), 0, 0.0, 0.0
+    builder, start, video_end = None, 0.0, 0.0
     with _open_video(uri, limits, storage) as (container, stream):
         to_square = _SquareRGB(spec.size, stream.sample_aspect_ratio)
         for number, (frame, time, frame_end) in enumerate(_decoded_frames(uri, container, stream, limits)):
@@ -148,19 +205,51 @@ def _clips(uri: str, spec: ClipSpec, limits: DecodeLimits, storage: StorageOptio
             if number % spec.stride:
                 continue
             if pending is not None:
-                yield Clip(pending.index, pending.start_s, time, pending.frames)
+                yield replace(pending, end_s=time)
                 pending = None
-            if filled == 0:
-                start, frames = time, np.empty(shape, np.uint8)
-            frames[filled] = to_square(frame)
-            filled += 1
-            if filled == spec.clip_len:
-                pending, filled, index = Clip(index, start, math.nan, frames), 0, index + 1
+            if builder is None:
+                start, builder = time, _ClipBuilder(spec, skim_step, to_square)
+            builder.add(frame)
+            if builder.filled == spec.clip_len:
+                pending, builder, index = builder.clip(index, start, math.nan), None, index + 1
     if pending is not None:
-        yield Clip(pending.index, pending.start_s, video_end, pending.frames)
-    if filled:
-        frames[filled:] = frames[np.arange(filled, spec.clip_len) % filled]  # loop the clip's own frames
-        yield Clip(index, start, video_end, frames)
+        yield replace(pending, end_s=video_end)
+    if builder is not None:
+        yield builder.clip(index, start, video_end)
+
+
+class _ClipBuilder:
+    """One clip's frames as they arrive: every ``step``-th converted at once, all kept when skimming (step > 1)."""
+
+    def __init__(self, spec: ClipSpec, step: int, convert: _SquareRGB) -> None:
+        self.clip_len, self.step, self.convert = spec.clip_len, step, convert
+        self.frames = np.empty((-(-spec.clip_len // step), spec.size, spec.size, 3), np.uint8)
+        self.pictures: list[av.VideoFrame] = []
+        self.filled = 0
+
+    def add(self, picture: av.VideoFrame) -> None:
+        if self.filled % self.step == 0:
+            self.frames[self.filled // self.step] = self.convert(picture)
+        if self.step > 1:
+            self.pictures.append(picture)
+        self.filled += 1
+
+    def clip(self, index: int, start: float, end: float) -> Clip:
+        """The clip, its last frames padded by looping its own (``a b c`` padded to 8 is ``a b c a b c a b``)."""
+        filled = self.filled
+        for position in range(filled, self.clip_len):
+            source = position % filled
+            if position % self.step == 0:
+                target = position // self.step
+                if source % self.step == 0:
+                    self.frames[target] = self.frames[source // self.step]
+                else:
+                    self.frames[target] = self.convert(self.pictures[source])
+            if self.step > 1:
+                self.pictures.append(self.pictures[source])
+        if self.step == 1:
+            return Clip(index, start, end, self.frames)
+        return SkimClip(index, start, end, self.frames, self.step, tuple(self.pictures), self.convert)
 
 
 @contextlib.contextmanager
