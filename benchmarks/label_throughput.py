@@ -10,6 +10,10 @@ at every K of ``--ks``. For each run it reports
 * student and teacher seconds (the per-video ``student_s`` / ``teacher_s`` columns summed: device seconds
   on a GPU, CPU seconds here), clips sent to the teacher,
 * video accuracy against the synthetic ground truth,
+* ``busy_share``: the share of the devices' time the models kept busy, ``model seconds / (wall seconds x
+  devices)`` -- with GPUs, the teacher's seconds (and the student's with ``--student-gpus``) over the cluster's
+  GPUs (the issue's "GPU busy" figure; the per-video times are taken after the results are copied back, so
+  they are device time plus transfers); without, both models' seconds over its CPUs,
 
 and each as a ratio to Dense. ``--skim-student`` adds ConDi-SR runs with a second student trained with
 ``frame_step`` > 1 (``distill --frame-step``), whose decode converts only the frames it sees (skim decoding);
@@ -77,6 +81,12 @@ def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: in
     ok = rows.filter(pc.equal(rows["status"], "ok"))
     correct = pc.sum(pc.equal(ok["label"], ok["true_label"]).cast("int64")).as_py() or 0
     frame_step = load_checkpoint(student)[1].frame_step if strategy == "condi" else 1
+    student_s, teacher_s = pc.sum(ok["student_s"]).as_py() or 0.0, pc.sum(ok["teacher_s"]).as_py() or 0.0
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus:
+        busy = (teacher_s + (student_s if args.student_gpus else 0.0)) / gpus
+    else:
+        busy = (teacher_s + student_s) / ray.cluster_resources()["CPU"]
     return {
         "strategy": strategy, "k": "all" if strategy == "dense" else k, "student_frame_step": frame_step,
         "videos": summary.videos_ok,
@@ -84,8 +94,8 @@ def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: in
         "videos_per_s": round(summary.videos_ok / summary.seconds, 4),
         "frames_decoded": summary.dense_clips * args.clip_len * args.stride,
         "clips_scored": summary.clips_scored, "clips_to_teacher": summary.clips_to_teacher,
-        "student_s": round(pc.sum(ok["student_s"]).as_py() or 0.0, 3),
-        "teacher_s": round(pc.sum(ok["teacher_s"]).as_py() or 0.0, 3),
+        "student_s": round(student_s, 3), "teacher_s": round(teacher_s, 3),
+        "busy_share": round(busy / summary.seconds, 3),
         "decode_s": round(pc.sum(ok["decode_s"]).as_py() or 0.0, 3),
         "accuracy": round(correct / max(1, ok.num_rows), 4), "plan": summary.plan,
     }
@@ -146,12 +156,12 @@ def main(argv: list[str] | None = None) -> dict:
             ray.shutdown()
 
     print(f"{'strategy':12} {'k':>4} {'step':>4} {'videos/s':>9} {'x dense':>8} {'frames':>9} {'decode s':>9} "
-          f"{'student s':>10} {'teacher s':>10} {'x dense':>8} {'accuracy':>9}")
+          f"{'student s':>10} {'teacher s':>10} {'x dense':>8} {'busy':>5} {'accuracy':>9}")
     for r in rows:
         print(f"{r['strategy']:12} {r['k']:>4} {r['student_frame_step']:>4} {r['videos_per_s']:9.3f} "
               f"{r['videos_per_s_vs_dense'] or 0:8.2f} {r['frames_decoded']:9} {r['decode_s']:9.2f} "
               f"{r['student_s']:10.2f} {r['teacher_s']:10.2f} "
-              f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['accuracy']:9.3f}")
+              f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['busy_share']:5.2f} {r['accuracy']:9.3f}")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     record = {
         **provenance("label_throughput", argv), "device": device,

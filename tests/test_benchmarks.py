@@ -89,3 +89,7 @@ def test_label_throughput_smoke(tmp_path, benchmarks, ray_runtime):
     assert rows["condi", 1]["clips_to_teacher_vs_dense"] == pytest.approx(3 / 75, abs=1e-3)
     assert rows["condi", 1]["student_s"] > 0 and rows["equidistant", 1]["student_s"] == 0
     assert all(0 <= r["accuracy"] <= 1 for r in rows.values())
+    # the models' seconds over (wall seconds x the 2 CPUs of the test's Ray)
+    for r in rows.values():
+        assert r["busy_share"] == pytest.approx((r["student_s"] + r["teacher_s"]) / (r["seconds"] * 2), abs=2e-3)
+    assert 0 < rows["condi", 1]["busy_share"] < 1
