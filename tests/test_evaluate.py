@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import struct
@@ -175,6 +176,11 @@ def test_timing_model_hand_computed():
         assert r.seconds == pytest.approx((10 * 0.01 + student * student_cost + teacher * 0.1) / 3), key
     assert rows["oracle", 1].seconds is None  # needs the label: no labelling run executes it
     assert video_seconds(ClipCounts(4, 4, 2), COSTS, "st_conf") == pytest.approx(0.04 + 0.16 + 0.2)
+    # a skimming student: its 10 clips decoded at 4 ms, its 2 teacher clips completed at 10 - 4 = 6 ms each
+    skim = ClipCosts(decode_s=0.01, teacher_s=0.1, student_s={"condi_sr": 0.02}, skim_decode_s={"condi_sr": 0.004})
+    assert video_seconds(ClipCounts(10, 10, 2), skim, "condi_sr") == pytest.approx(
+        10 * 0.004 + 2 * 0.006 + 10 * 0.02 + 2 * 0.1)
+    assert video_seconds(ClipCounts(10, 0, 2), skim) == pytest.approx(10 * 0.01 + 2 * 0.1)  # teacher-only: full
     with pytest.raises(ValueError, match="oracle"):
         clip_counts("oracle", 3, selection.dense(teacher_rows([0, 0, 0])))
 
@@ -325,11 +331,11 @@ def shards(tmp_path_factory, ray_runtime):
     common = dict(num_classes=3, clip_len=CLIP_LEN, crop_size=CROP)
     save_checkpoint(build_model("shufflenetv2_3d", 3, width=0.25), str(root / "teacher"),
                     CheckpointConfig("shufflenetv2_3d", model_kwargs={"width": 0.25}, **common))
-    for method in ("condi_sr", "st_ent"):
+    for method, frame_step in (("condi_sr", 2), ("st_ent", 1)):  # the ConDi-SR student skims every other frame
         student = build_student("shufflenetv2_3d", 3, width=0.25)
         torch.nn.init.normal_(student.confidence_head.weight, 0, 2.0)
-        save_checkpoint(student, str(root / method),
-                        CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25}, **common))
+        save_checkpoint(student, str(root / method), CheckpointConfig(
+            "shufflenetv2_3d", student=True, model_kwargs={"width": 0.25}, frame_step=frame_step, **common))
     return root
 
 
@@ -365,6 +371,8 @@ def test_evaluate_command_end_to_end(shards, capsys):
     for name in ("accuracy_vs_k.png", "accuracy_vs_time.png"):
         assert png_ok((out / name).read_bytes())
     assert os.path.exists(out / "report.md") and os.path.exists(out / "costs.json")
+    costs = json.load(open(out / "costs.json"))
+    assert set(costs["skim_decode_s"]) == {"condi_sr"} and costs["skim_decode_s"]["condi_sr"] > 0
 
 
 def test_unusable_inputs_exit_2_naming_the_problem(tmp_path, capsys):

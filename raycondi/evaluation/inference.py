@@ -115,11 +115,12 @@ def predict_clips(
 
 
 def measure_decode_seconds(
-    dataset: str, split: str, clip: tuple[int, int, int], *, videos: int = 4, storage: StorageOptions | None = None
+    dataset: str, split: str, clip: tuple[int, int, int], *, videos: int = 4, skim_step: int = 1,
+    storage: StorageOptions | None = None,
 ) -> float:
     """Seconds to decode one clip: the first ``videos`` videos of ``split`` in the dataset ``dataset``
     (after an untimed warm-up on the first) decoded with :func:`raycondi.video.decode.iter_clips` at
-    ``clip = (clip_len, size, stride)``, total
+    ``clip = (clip_len, size, stride)`` and ``skim_step`` (a skimming student's pass), total
     time over total clips. Raises what reading the dataset or decoding raises (``ManifestError``,
     ``StorageError``, ``VideoDecodeError``) and ``ValueError`` when the split has no videos."""
     table = read_dataset(dataset, storage=storage, check_files=False)
@@ -131,7 +132,7 @@ def measure_decode_seconds(
         break
     count, started = 0, time.perf_counter()
     for uri in uris:
-        count += sum(1 for _ in iter_clips(uri, clip_len, size, stride, storage=storage))
+        count += sum(1 for _ in iter_clips(uri, clip_len, size, stride, skim_step=skim_step, storage=storage))
     return (time.perf_counter() - started) / count
 
 

@@ -5,7 +5,8 @@
 1. check the inputs (shards' ``dataset.json``, checkpoints that fit them) before any model runs;
 2. :func:`~raycondi.evaluation.inference.predict_clips`: per-clip outputs and per-model seconds (Ray Data);
 3. the per-clip costs (:class:`~raycondi.evaluation.timing.ClipCosts`): the models' measured seconds per
-   clip, and decode seconds per clip timed on the split's source videos (or given);
+   clip, and decode seconds per clip timed on the split's source videos (or given), also at the frame step
+   of each student that skims;
 4. every selection rule per video (:mod:`raycondi.evaluation.tables`) and the files of
    :mod:`raycondi.evaluation.report` into ``out``:
 
@@ -124,9 +125,9 @@ class EvaluationSummary:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int]:
-    """The teacher's config, the shards' dataset folder and frame stride; EvaluationError when something
-    does not fit."""
+def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int, dict[str, int]]:
+    """The teacher's config, the shards' dataset folder and frame stride, and each student's ``frame_step``;
+    EvaluationError when something does not fit."""
     try:
         summary = read_summary(config.clips, config.storage)
     except (StorageError, KeyError, ValueError) as error:
@@ -149,14 +150,15 @@ def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int]:
         if loaded[name].num_classes != loaded["teacher"].num_classes:
             raise EvaluationError(uri, f"{loaded[name].num_classes} classes, the teacher has "
                                        f"{loaded['teacher'].num_classes}")
-    return loaded["teacher"], summary.dataset, summary.clip.stride
+    frame_steps = {name: loaded[name].frame_step for name in config.students}
+    return loaded["teacher"], summary.dataset, summary.clip.stride, frame_steps
 
 
 def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     """Run the evaluation (steps and files in the module docstring) on the current Ray cluster (``ray.init()``
     when none is connected, after the inputs are checked). Raises :class:`EvaluationError` for unusable
     inputs and ``FileNotFoundError`` when the split has no clips."""
-    teacher, dataset, stride = _check_models(config)
+    teacher, dataset, stride, frame_steps = _check_models(config)
     if not ray.is_initialized():
         ray.init()
     methods = tuple(config.students)
@@ -164,20 +166,28 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
                           gpu=config.gpu, batch_size=config.batch_size, storage=config.storage)
     notes = []
     clips = table.num_rows
+    skims = {m: step for m, step in frame_steps.items() if step > 1}
     if config.decode_seconds is None:
-        try:
-            decode_s = measure_decode_seconds(dataset, config.split, (teacher.clip_len, teacher.crop_size, stride),
-                                              videos=config.decode_videos, storage=config.storage)
-        except Exception as error:  # noqa: BLE001 -- any reason the source videos cannot be read decides the same
-            raise EvaluationError(dataset, f"cannot time decoding on the source videos ({error}); give the decode "
-                                           "cost per clip instead (--decode-seconds, e.g. a label run's decode_s / "
-                                           "num_clips)") from None
+        def timed(skim_step: int) -> float:
+            try:
+                return measure_decode_seconds(dataset, config.split, (teacher.clip_len, teacher.crop_size, stride),
+                                              videos=config.decode_videos, skim_step=skim_step, storage=config.storage)
+            except Exception as error:  # noqa: BLE001 -- any reason the source videos cannot be read decides the same
+                raise EvaluationError(dataset, f"cannot time decoding on the source videos ({error}); give the "
+                                               "decode cost per clip instead (--decode-seconds, e.g. a label run's "
+                                               "decode_s / num_clips)") from None
+
+        decode_s = timed(1)
+        skim_decode_s = {m: timed(step) for m, step in skims.items()}
         notes.append(f"decode cost timed on {config.decode_videos} {config.split} videos of {dataset}")
     else:
-        decode_s = config.decode_seconds
+        decode_s, skim_decode_s = config.decode_seconds, {}
         notes.append("decode cost given (--decode-seconds)")
+        if skims:
+            notes.append(f"skimming students ({', '.join(sorted(skims))}) priced at the full decode cost")
     costs = ClipCosts(decode_s=decode_s, teacher_s=pc.sum(table["teacher_s"]).as_py() / clips,
-                      student_s={m: pc.sum(table[f"{m}_s"]).as_py() / clips for m in methods})
+                      student_s={m: pc.sum(table[f"{m}_s"]).as_py() / clips for m in methods},
+                      skim_decode_s=skim_decode_s)
 
     truth_uri = config.ground_truth or join(dataset, "ground_truth.parquet")
     truth = None
@@ -193,6 +203,8 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     students = ", ".join(f"{TITLES[m]} `{uri}`" for m, uri in config.students.items()) or "none"
     per_clip = [f"decode {1000 * costs.decode_s:.3g} ms", f"teacher {1000 * costs.teacher_s:.3g} ms"]
     per_clip += [f"{TITLES[m]} student {1000 * s:.3g} ms" for m, s in costs.student_s.items()]
+    per_clip += [f"{TITLES[m]} skim decode (every {frame_steps[m]} frames) {1000 * s:.3g} ms"
+                 for m, s in costs.skim_decode_s.items()]
     setup = [
         f"clips: `{config.clips}` (split `{config.split}`: {len(videos)} videos, {clips} clips)",
         f"teacher: `{config.teacher}`; students: {students}; MaxProb uses the "

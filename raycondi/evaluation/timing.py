@@ -18,6 +18,10 @@ condi_sr with K_s (Fig. 2c)       N         N         K_t = min(K − K_s, N −
 
 The student's K_s clips cost nothing extra: their probabilities come from the pass that scored every clip.
 The oracle needs the true label, so no labelling run can execute it and it has no cost.
+
+A sampler whose student skims (``frame_step`` > 1, :class:`~raycondi.video.decode.SkimClip`) decodes its N
+clips at the skim cost and completes its teacher clips at the rest of a full decode each; the other clips
+that entered its top-K heap on the way and were completed too are not counted (about K·ln(N/K) more).
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ SAMPLERS: tuple[str, ...] = ("max_prob", "bce_conf", "st_ent", "st_conf", "condi
 @dataclass(frozen=True)
 class ClipCosts:
     """Measured seconds per clip: decoding one clip, the teacher on one clip, and each student on one clip
-    (keyed by distillation method)."""
+    (keyed by distillation method); ``skim_decode_s`` the decode of one clip for the methods whose student
+    skims (converting only its frames)."""
 
     decode_s: float
     teacher_s: float
     student_s: Mapping[str, float] = field(default_factory=dict)
+    skim_decode_s: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,10 +70,13 @@ def clip_counts(strategy: str, num_clips: int, chosen: Selection) -> ClipCounts:
 
 def video_seconds(counts: ClipCounts, costs: ClipCosts, student: str | None = None) -> float:
     """Seconds a labelling run spends on a video: ``decoded·decode_s + student·student_s[student] +
-    teacher·teacher_s``. ``student`` names the sampler's method when ``counts.student > 0``."""
+    teacher·teacher_s``, and for a skimming student ``decoded·skim + teacher·(decode_s − skim)`` in place of
+    the first term (module docstring). ``student`` names the sampler's method when ``counts.student > 0``."""
     seconds = counts.decoded * costs.decode_s + counts.teacher * costs.teacher_s
     if counts.student:
         if student not in costs.student_s:
             raise ValueError(f"student: no measured cost for {student!r}; have {sorted(costs.student_s)}")
         seconds += counts.student * costs.student_s[student]
+        if student in costs.skim_decode_s:
+            seconds += (costs.skim_decode_s[student] - costs.decode_s) * (counts.decoded - counts.teacher)
     return seconds
