@@ -10,6 +10,10 @@ clips/s (CUDA timings synchronise before reading the clock). Settings:
 * ``--compile off on``: ``torch.compile`` of the model (default mode), compile time excluded;
 * ``--cuda-graphs``: adds ``torch.compile(mode="reduce-overhead")`` (CUDA graphs) rows on a GPU.
 
+A student spec may end in ``frame_step=S`` (``student:resnet3d:depth=10,width=0.25,frame_step=2``): a
+skimming student (``distill --frame-step``) that scores each ``T``-frame clip from ``ceil(T / S)`` frames; its
+clips/s counts whole clips, so it compares directly with the teacher's.
+
 A setting that fails (an unsupported dtype on this device, a compile error) is a row with its error, not a
 crash. The table is printed and the rows written as JSON with the machine and the command:
 
@@ -36,6 +40,8 @@ DEFAULT_MODELS = (
     "student:mobilenetv2_3d:1.0",
     "student:resnet3d:depth=10,width=0.25",  # dense 3x3x3 convolutions, fast per FLOP on a CPU
     "student:resnet3d:depth=18,width=0.5",
+    "student:shufflenetv2_3d:width=2.0,frame_step=2",  # skimming: every other frame of the clip
+    "student:resnet3d:depth=10,width=0.25,frame_step=2",
 )
 
 
@@ -51,10 +57,10 @@ class Row:
     error: str | None = None
 
 
-def build(spec: str, classes: int) -> torch.nn.Module:
-    """``role:architecture[:options]``, a teacher or a two-headed student. ``options`` are the builder's
-    arguments as ``key=value`` pairs (``depth=10,width=0.25``) or one number: a teacher's ``depth``, a
-    student's ``width``."""
+def build(spec: str, classes: int) -> tuple[torch.nn.Module, int]:
+    """``role:architecture[:options]``, a teacher or a two-headed student, and the student's frame step.
+    ``options`` are the builder's arguments as ``key=value`` pairs (``depth=10,width=0.25``), a student's
+    ``frame_step`` among them, or one number: a teacher's ``depth``, a student's ``width``."""
     role, name, *rest = spec.split(":")
     if role not in ("teacher", "student") or len(rest) > 1:
         raise ValueError(f"{spec!r}: expected teacher:NAME[:OPTIONS] or student:NAME[:OPTIONS]")
@@ -65,7 +71,10 @@ def build(spec: str, classes: int) -> torch.nn.Module:
         kwargs = {"depth": int(options)} if role == "teacher" else {"width": float(options)}
     else:
         kwargs = {}
-    return (build_model if role == "teacher" else build_student)(name, classes, **kwargs)
+    frame_step = kwargs.pop("frame_step", 1)
+    if role == "teacher" and frame_step != 1:
+        raise ValueError(f"{spec!r}: frame_step is a student option (the teacher sees every frame)")
+    return (build_model if role == "teacher" else build_student)(name, classes, **kwargs), frame_step
 
 
 def _number(text: str) -> int | float | bool:
@@ -99,7 +108,8 @@ def run(args: argparse.Namespace) -> list[Row]:
     compiles = list(args.compile) + (["cuda_graphs"] if args.cuda_graphs and device.type == "cuda" else [])
     rows = []
     for spec in args.models:
-        base = build(spec, args.classes).eval().to(device)
+        base, frame_step = build(spec, args.classes)
+        base = base.eval().to(device)
         for layout in args.layouts:
             memory_format = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
             model = base.to(memory_format=memory_format)
@@ -107,7 +117,8 @@ def run(args: argparse.Namespace) -> list[Row]:
                 runnable = model if mode == "off" else torch.compile(
                     model, mode="reduce-overhead" if mode == "cuda_graphs" else None)
                 for batch in args.batch_sizes:
-                    x = torch.randn(batch, 3, t, h, w, device=device).to(memory_format=memory_format)
+                    frames = -(-t // frame_step)
+                    x = torch.randn(batch, 3, frames, h, w, device=device).to(memory_format=memory_format)
                     for dtype in args.dtypes:
                         try:
                             seconds = measure(runnable, x, dtype, args.warmup, args.iters)
@@ -121,7 +132,7 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 def _line(row: Row) -> str:
     speed = f"{row.clips_per_s:10.1f} {row.ms_per_batch:10.2f}" if row.error is None else f"{'-':>10} {'-':>10}"
-    return (f"{row.model:30} {row.batch_size:5} {row.dtype:5} {row.layout:17} {row.compile:11} {speed}"
+    return (f"{row.model:50} {row.batch_size:5} {row.dtype:5} {row.layout:17} {row.compile:11} {speed}"
             + (f"  {row.error[:80]}" if row.error else ""))
 
 
@@ -141,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/model_throughput_<device>.json)")
     args = parser.parse_args(argv)
 
-    print(f"{'model':30} {'batch':>5} {'dtype':5} {'layout':17} {'compile':11} {'clips/s':>10} {'ms/batch':>10}")
+    print(f"{'model':50} {'batch':>5} {'dtype':5} {'layout':17} {'compile':11} {'clips/s':>10} {'ms/batch':>10}")
     rows = run(args)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     record = {

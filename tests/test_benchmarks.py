@@ -25,16 +25,17 @@ def benchmarks(monkeypatch):
 
 def test_model_throughput_smoke(tmp_path, capsys, benchmarks):
     out = tmp_path / "models.json"
+    models = ("student:shufflenetv2_3d:0.25", "teacher:resnext3d:50", "student:shufflenetv2_3d:width=0.25,frame_step=2")
     record = benchmarks("model_throughput").main([
-        "--models", "student:shufflenetv2_3d:0.25", "teacher:resnext3d:50", "--classes", "5", "--clip", "4x32x32",
+        "--models", *models, "--classes", "5", "--clip", "4x32x32",
         "--batch-sizes", "1", "2", "--dtypes", "fp32", "bf16", "--layouts", "contiguous", "channels_last_3d",
         "--warmup", "1", "--iters", "1", "--out", str(out)])
     assert json.loads(out.read_text()) == record
     rows = record["rows"]
-    assert len(rows) == 2 * 2 * 2 * 2  # models x layouts x batch sizes x dtypes
+    assert len(rows) == 3 * 2 * 2 * 2  # models x layouts x batch sizes x dtypes
     assert {(r["model"], r["batch_size"], r["dtype"], r["layout"]) for r in rows} == {
-        (m, b, d, lay) for m in ("student:shufflenetv2_3d:0.25", "teacher:resnext3d:50") for b in (1, 2)
-        for d in ("fp32", "bf16") for lay in ("contiguous", "channels_last_3d")}
+        (m, b, d, lay) for m in models for b in (1, 2) for d in ("fp32", "bf16")
+        for lay in ("contiguous", "channels_last_3d")}
     fp32 = [r for r in rows if r["dtype"] == "fp32"]
     assert all(r["error"] is None and r["clips_per_s"] > 0 and math.isfinite(r["clips_per_s"]) for r in fp32)
     assert all(r["error"] or r["clips_per_s"] > 0 for r in rows)  # bf16 on a CPU may be unsupported: a row says so
@@ -43,14 +44,17 @@ def test_model_throughput_smoke(tmp_path, capsys, benchmarks):
 
 def test_model_specs_name_any_registered_variant(benchmarks):
     build = benchmarks("model_throughput").build
-    student = build("student:resnet3d:depth=10,width=0.25,max_pool=false", 5)
-    assert student.class_head.out_features == 5 and student.backbone.conv1.out_channels == 16
+    student, frame_step = build("student:resnet3d:depth=10,width=0.25,max_pool=false", 5)
+    assert student.class_head.out_features == 5 and student.backbone.conv1.out_channels == 16 and frame_step == 1
     assert isinstance(student.backbone.maxpool, torch.nn.Identity)
-    assert build("student:shufflenetv2_3d:0.5", 5).class_head.in_features == 1024
-    assert sum(p.numel() for p in build("teacher:resnext3d:50", 400).parameters()) < 48e6  # depth 50, not 101
-    assert build("teacher:r3d_18", 3).fc.out_features == 3
+    assert build("student:shufflenetv2_3d:0.5", 5)[0].class_head.in_features == 1024
+    assert build("student:shufflenetv2_3d:width=0.5,frame_step=2", 5)[1] == 2
+    assert sum(p.numel() for p in build("teacher:resnext3d:50", 400)[0].parameters()) < 48e6  # depth 50, not 101
+    assert build("teacher:r3d_18", 3)[0].fc.out_features == 3
     with pytest.raises(ValueError, match="expected teacher:NAME"):
         build("sampler:resnet3d", 5)
+    with pytest.raises(ValueError, match="frame_step is a student option"):
+        build("teacher:resnext3d:depth=50,frame_step=2", 5)
 
 
 def test_decode_throughput_smoke(tmp_path, benchmarks):
