@@ -243,20 +243,16 @@ def load_checkpoint(
 def for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """``model`` in eval mode on ``device``, laid out for the fastest inference there.
 
-    On CPU, a model with depthwise 3D convolutions (the students: 3D ShuffleNetV2, 3D MobileNetV2) gets its
-    weights in ``channels_last_3d`` (NDHWC), where oneDNN runs those convolutions much faster; models without
-    them (the ResNeXt and torchvision teachers) stay as they are, where NDHWC measured slower.
-    ``benchmarks/model_throughput.py`` on the 2-core VM, 16x112x112 clips, batch 8, fp32, clips/s
-    contiguous -> NDHWC: ShuffleNetV2 1.0x 32.9 -> 46.4, 2.0x 16.5 -> 28.6, MobileNetV2 1.0x 7.3 -> 14.6,
-    ResNeXt-101 2.0 -> 1.7. A later, quieter run measured ResNeXt-101 3.5 -> 4.5 (and 3D ResNet-10 0.25x
-    48.2 -> 59.5), so the rule for dense models waits on a careful re-measurement. Inputs need no conversion: a (B, T, H, W, 3) clip batch permuted to
-    (B, 3, T, H, W) already has NDHWC strides. On CUDA the layout is left as is (measure it on the GPU first).
+    On CPU, a model with 3D convolutions gets its weights in ``channels_last_3d`` (NDHWC), where oneDNN runs
+    them faster, depthwise ones most of all. ``benchmarks/model_throughput.py`` on the 2-core VM, fp32,
+    clips/s contiguous -> NDHWC: at 16x112x112, batch 8, ShuffleNetV2 1.0x 32.9 -> 46.4, 2.0x 16.5 -> 28.6,
+    MobileNetV2 1.0x 7.3 -> 14.6, ResNeXt-101 3.1 -> 3.9, R3D-18 1.4 -> 1.6, 3D ResNet-10 0.25x 47.6 -> 53.0; at
+    8x32x32, batch 32, the small preset's 3D ResNet-10 teacher 599 -> 904 and student 1800 -> 2781, ResNeXt-50
+    71 -> 102. (One early run had ResNeXt-101 2.0 -> 1.7; three later ones all had NDHWC faster.) Inputs need
+    no conversion: a (B, T, H, W, 3) clip batch permuted to (B, 3, T, H, W) already has NDHWC strides. On CUDA
+    the layout is left as is (measure it on the GPU first).
     """
     model = model.eval().to(device)
-    if torch.device(device).type == "cpu" and _has_depthwise_conv(model):
+    if torch.device(device).type == "cpu" and any(isinstance(m, nn.Conv3d) for m in model.modules()):
         model = model.to(memory_format=torch.channels_last_3d)
     return model
-
-
-def _has_depthwise_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv3d) and 1 < m.groups == m.in_channels for m in model.modules())
