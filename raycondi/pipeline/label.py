@@ -45,10 +45,10 @@ Design notes
 * **Memory is O(K) per video**, whatever its length: the decoder holds at most two clips, the student at
   most ``student_batch_size`` (fewer when a skim batch's decoded pictures pass ``_PENDING_BYTES``), the heap
   K; only the K_t selected clips travel between stages. Clips are never fanned out as rows (no ``groupby``
-  shuffle of pixels). The comparison strategies ``equidistant``
-  and ``random`` need N before they can choose, so they spool clips to a temporary file (memory up to
-  ``_SPOOL_BYTES``, then the worker's disk); ``dense`` sends all N clips to the teacher and so holds all
-  of them in its row: it costs O(N) memory, as it costs N teacher clips.
+  shuffle of pixels). The comparison strategies ``equidistant`` and ``random`` need N before they can
+  choose, so they spool clips to a temporary file (memory up to ``_SPOOL_BYTES``, then the worker's disk);
+  ``dense`` sends all N clips to the teacher and so holds all of them in its row: it costs O(N) memory, as
+  it costs N teacher clips.
 * **Failures are rows.** A :class:`~raycondi.video.decode.VideoDecodeError` (which covers unreadable and
   missing files; a video can fail after some clips were decoded and then fails as a whole) becomes a row
   with ``status="error"`` and the reason. Other exceptions are bugs and fail the job.
