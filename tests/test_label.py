@@ -75,13 +75,14 @@ def fake_scorer(confidence: list[float], classes: int = 3):
     return score
 
 
-def save_models(root: str, frame_step: int = 1) -> tuple[str, str]:
+def save_models(root: str, frame_step: int = 1, teacher_frame_step: int = 1) -> tuple[str, str]:
     """Tiny random-init teacher and student checkpoints under ``root`` (local or s3://); the student sees
-    every ``frame_step``-th frame."""
+    every ``frame_step``-th frame, the teacher every ``teacher_frame_step``-th."""
     torch.manual_seed(0)
     common = dict(num_classes=len(CLASSES), class_names=CLASSES, clip_len=CLIP_LEN, crop_size=CROP)
     teacher = build_model("shufflenetv2_3d", len(CLASSES), width=0.5)
-    save_checkpoint(teacher, f"{root}/teacher", CheckpointConfig("shufflenetv2_3d", model_kwargs={"width": 0.5}, **common))
+    save_checkpoint(teacher, f"{root}/teacher", CheckpointConfig("shufflenetv2_3d", model_kwargs={"width": 0.5},
+                                                                 frame_step=teacher_frame_step, **common))
     student = build_student("shufflenetv2_3d", len(CLASSES), width=0.25)
     torch.nn.init.normal_(student.confidence_head.weight, 0, 2.0)  # spread z~ so the ranking is not a tie
     config = CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25},
@@ -114,7 +115,8 @@ def expected_selection(uri: str, teacher_dir: str, student_dir: str, config: Lab
             logits, z = student(to_model_input(batch, s_cfg.mean, s_cfg.std))
             probs.append(logits.softmax(1).numpy())
             conf.append(z.sigmoid().numpy())
-        teacher_probs = teacher(to_model_input(frames, t_cfg.mean, t_cfg.std)).softmax(1).numpy()
+        teacher_input = to_model_input(frames[:, ::t_cfg.frame_step], t_cfg.mean, t_cfg.std)
+        teacher_probs = teacher(teacher_input).softmax(1).numpy()
     return selection.split_k(teacher_probs, np.concatenate(probs), np.concatenate(conf), config.k, config.k_student)
 
 
@@ -204,16 +206,18 @@ def test_select_clips_teacher_only_strategies(strategy, k, expected):
     assert chosen.confidence.size == 0 and chosen.student_clips.size == 0
 
 
-def test_skimming_student_sees_its_frames_and_the_teacher_full_clips(tmp_path):
+@pytest.mark.parametrize("student_step, teacher_step", [(2, 1), (1, 2)])
+def test_each_model_sees_every_frame_step_th_frame(tmp_path, student_step, teacher_step):
     """A frame_step=2 student: the job decodes skim clips, yet its selection and labels are those computed
-    here from plain decodes (the student on frames[::2], the teacher on whole clips)."""
+    here from plain decodes (the student on frames[::2], the teacher on whole clips). A frame_step=2
+    teacher sees frames[::2] of its clips."""
     synth(str(tmp_path / "videos"), 3)
-    teacher, student = save_models(str(tmp_path / "models"), frame_step=2)
+    teacher, student = save_models(str(tmp_path / "models"), frame_step=student_step, teacher_frame_step=teacher_step)
     config = LabelConfig(str(tmp_path / "videos"), str(tmp_path / "out"), teacher, student, k=2, k_student=1,
                          student_batch_size=3)
     clip, models = _clip_spec(config)
     stage = ScoreSelectPredict(config, clip, models)
-    assert stage.score_and_select.skim_step == 2
+    assert stage.score_and_select.skim_step == student_step
     rows = stage(list_videos(config.input)).to_pylist()
     assert len(rows) == 3 and all(r["status"] == "ok" and r["teacher_clips"] == 1 for r in rows)
     for row in rows:

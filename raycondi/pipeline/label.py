@@ -576,12 +576,14 @@ class TeacherPredict:
         self.model = for_inference(model, self.device)
 
     def _probs(self, frames: np.ndarray) -> np.ndarray:
-        """Teacher probabilities ``(n, C)`` for ``n`` clips, in forward passes of ``teacher_batch_size``."""
+        """Teacher probabilities ``(n, C)`` for ``n`` whole clips, in forward passes of ``teacher_batch_size``;
+        a teacher with ``frame_step`` s > 1 sees every s-th frame of each, as in training."""
         out = [np.empty((0, self.checkpoint.num_classes), np.float32)]
-        step = self.config.teacher_batch_size
+        step, frame_step = self.config.teacher_batch_size, self.checkpoint.frame_step
         with torch.inference_mode():
             for i in range(0, len(frames), step):
-                x = to_model_input(frames[i:i + step], self.checkpoint.mean, self.checkpoint.std, self.device)
+                x = to_model_input(frames[i:i + step, ::frame_step], self.checkpoint.mean, self.checkpoint.std,
+                                   self.device)
                 out.append(self.model(x).float().softmax(1).cpu().numpy())
         return np.concatenate(out)
 
