@@ -94,7 +94,8 @@ def test_ambiguous_segments_look_like_their_kind(small):
             clip = clips[r["clip_index"]]
             spread.setdefault(r["kind"], []).append(float(clip.std()))
             motion.setdefault(r["kind"], []).append(float(np.abs(np.diff(clip, axis=0)).mean()))
-    assert max(motion["frozen"]) < 0.2 < 0.3 < min(motion["clean"])  # frozen: H.264 residue only
+    # frozen: H.264 residue only (at most 0.013 here); the stillest clean clip, a zoom, 0.29
+    assert max(motion["frozen"]) < 0.05 and min(motion["clean"]) > 0.25
     assert max(spread["low_contrast"]) < min(spread["clean"])
     assert min(spread["noise"]) > max(spread["clean"])
 

@@ -166,15 +166,19 @@ def _zigzag(rng, s, r):
 
 
 # The class list, in classInd order; SynthConfig.classes takes the first N (the first ten are the default).
+# The first six, the quickstart's, are motions the small preset's teacher tells apart on clean clips
+# (>= 97.9 % each after 5 epochs). A rotation's direction is a curl of small opposite motions that it does
+# not learn at that size: with rotations as classes 4 and 5 it was right on 23-38 % of clean anticlockwise
+# clips whatever the epochs, stem or speed, so its errors were not the clips' ambiguity.
 ACTIONS: dict[str, _Motion] = {
     "MoveLeft": _translate(180),
     "MoveRight": _translate(0),
     "MoveUp": _translate(90),
     "MoveDown": _translate(270),
-    "RotateClockwise": _rotate(+1),
-    "RotateAnticlockwise": _rotate(-1),
     "ZoomIn": _zoom(+1),
     "ZoomOut": _zoom(-1),
+    "RotateClockwise": _rotate(+1),
+    "RotateAnticlockwise": _rotate(-1),
     "OrbitClockwise": _orbit(+1),
     "ShakeSideways": _shake(horizontal=True),
     "OrbitAnticlockwise": _orbit(-1),
