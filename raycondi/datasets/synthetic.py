@@ -2,7 +2,7 @@
 
 Every video shows one *actor* -- a striped blob whose shape, size and colours are drawn at random,
 independently of the class, afresh for every clip by default (``SynthConfig.appearance``) -- over a
-panning noise texture whose palette and pan are drawn the same way. The class is the actor's motion (move left, rotate clockwise, zoom in, orbit, ...; see
+panning noise texture whose palette and pan are drawn the same way. The class is the actor's motion (move left, zoom in, rotate clockwise, orbit, ...; see
 :data:`ACTIONS`), so a single frame does not tell it and a few frames do.
 
 A video is a sequence of segments of ``clip_len`` frames aligned with the paper's non-overlapping clips:
