@@ -49,18 +49,17 @@ from raycondi.losses import (
 from raycondi.models import CheckpointConfig, load_checkpoint
 from raycondi.selection import predictive_entropy
 from raycondi.train import runtime
-from raycondi.train.data import clips_to_tensor, iter_batches, read_training_splits
+from raycondi.train.data import iter_batches, read_training_splits
 from raycondi.train.metrics import auroc, clip_accuracy, video_accuracy
 from raycondi.train.outputs import compute_teacher_logits, load_teacher_logits
-from raycondi.video.storage import StorageOptions
 
 __all__ = ["METHODS", "DistillConfig", "Method", "distill", "distill_loop", "evaluate_student", "student_config"]
 
 DEVRIES_INITIAL_LAMBDA = 0.1
 
 
-@dataclass(frozen=True)
-class DistillConfig:
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig(runtime.TrainOptions):
     """A distillation run.
 
     Attributes:
@@ -72,12 +71,10 @@ class DistillConfig:
             (``CheckpointConfig.frame_step``); 1 is the paper's input, more lets the labelling job skim.
         method: a key of :data:`METHODS`.
         lam, mu, tau: λ, μ, τ of the losses (paper: 1.5, 1.5, 0.9).
-        epochs, batch_size, lr, momentum, weight_decay, optimizer: ``"sgd"`` (Nesterov, the paper's) or
-            ``"adamw"``; ``batch_size`` is per worker.
-        flip: random horizontal flips in training (off for mirror-image classes).
         ks: the K of the validation video accuracies.
-        finetune: a checkpoint whose fitting weights initialise the student (its backbone).
-        workers, gpu, cpus_per_worker, max_failures, seed, storage: as in ``TeacherConfig``.
+
+    Schedule and resources: the fields of :class:`~raycondi.train.runtime.TrainOptions` (``finetune``
+    initialises the student's backbone).
     """
 
     clips: str
@@ -90,21 +87,7 @@ class DistillConfig:
     lam: float = 1.5
     mu: float = 1.5
     tau: float = 0.9
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-3
-    optimizer: str = "sgd"
-    flip: bool = True
     ks: tuple[int, ...] = (1, 3, 5)
-    finetune: str | None = None
-    workers: int = 1
-    gpu: bool = False
-    cpus_per_worker: float = 1.0
-    max_failures: int = 2
-    seed: int = 0
-    storage: StorageOptions | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -217,11 +200,7 @@ def distill_loop(
     for epoch in range(state["epoch"], config.epochs):
         losses = []
         for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
-            x = clips_to_tensor(
-                batch, model_config.crop_size, model_config.mean, model_config.std,
-                device=on, rng=rng, flip=config.flip, frame_step=model_config.frame_step,
-            )
-            y = torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
+            x, y = runtime.training_batch(batch, model_config, on, rng, config.flip)
             teacher = torch.from_numpy(train_logits.lookup(batch["video_id"], batch["clip_index"])).to(on)
             with runtime.autocast(on):
                 logits, confidence = model(x)

@@ -27,6 +27,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from raycondi.video.storage import StorageOptions, absolute, join, resolve, writ
 __all__ = [
     "STATE_FILE",
     "Report",
+    "TrainOptions",
     "autocast",
     "device",
     "gather",
@@ -56,12 +58,45 @@ __all__ = [
     "restore",
     "seed_everything",
     "train_report",
+    "training_batch",
     "world_size",
     "wrap",
 ]
 
 STATE_FILE = "train_state.pt"
 Report = Callable[[dict, "str | None"], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """The schedule and resources a teacher run (``TeacherConfig``) and a distillation run (``DistillConfig``)
+    share; both extend it with what they train on.
+
+    Attributes:
+        epochs, batch_size, lr, momentum, weight_decay, optimizer: ``"sgd"`` (Nesterov, the paper's) or
+            ``"adamw"``; ``batch_size`` is per worker.
+        flip: random horizontal flips in training (off for mirror-image classes).
+        finetune: a checkpoint to start from (its backbone; a new classifier if the classes differ).
+        workers, gpu, cpus_per_worker: Ray Train workers and what each reserves.
+        max_failures: worker-group restarts (from the last checkpoint) before the run fails.
+        seed: for initialisation and augmentation.
+        storage: S3 endpoint options for every URI.
+    """
+
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    optimizer: str = "sgd"
+    flip: bool = True
+    finetune: str | None = None
+    workers: int = 1
+    gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_failures: int = 2
+    seed: int = 0
+    storage: StorageOptions | None = None
 
 
 def train_report(metrics: dict, directory: str | None) -> None:
@@ -252,6 +287,16 @@ def publish(checkpoint, destination: str, storage: StorageOptions | None) -> Non
         for name in (MODEL_FILE, CONFIG_FILE):
             with open(os.path.join(directory, name), "rb") as f:
                 write_bytes(join(destination, name), f.read(), storage)
+
+
+def training_batch(
+    batch: dict[str, np.ndarray], config: CheckpointConfig, on: torch.device, rng: np.random.Generator, flip: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch on ``on``: its clips as random crops (and flips, when ``flip``) of every
+    ``config.frame_step``-th frame, and their labels."""
+    x = clips_to_tensor(batch, config.crop_size, config.mean, config.std, device=on, rng=rng, flip=flip,
+                        frame_step=config.frame_step)
+    return x, torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
 
 
 @torch.no_grad()

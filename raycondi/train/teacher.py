@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 import torch.nn.functional as F
@@ -23,15 +22,14 @@ import torch.nn.functional as F
 from raycondi.datasets.shards import read_summary
 from raycondi.models import CheckpointConfig, load_checkpoint
 from raycondi.train import runtime
-from raycondi.train.data import clips_to_tensor, iter_batches, read_training_splits
+from raycondi.train.data import iter_batches, read_training_splits
 from raycondi.train.metrics import clip_accuracy, video_accuracy
-from raycondi.video.storage import StorageOptions
 
 __all__ = ["TeacherConfig", "teacher_loop", "train_teacher"]
 
 
-@dataclass(frozen=True)
-class TeacherConfig:
+@dataclass(frozen=True, kw_only=True)
+class TeacherConfig(runtime.TrainOptions):
     """A teacher training run.
 
     Attributes:
@@ -40,14 +38,8 @@ class TeacherConfig:
         model, model_kwargs: the architecture (``raycondi.models.list_models()``) and its builder's arguments;
             ignored with ``finetune``, whose architecture is kept.
         crop_size: side of the square crops taken from the shards' clips.
-        epochs, batch_size, lr, momentum, weight_decay, optimizer: ``"sgd"`` (Nesterov) or ``"adamw"``;
-            ``batch_size`` is per worker.
-        flip: random horizontal flips in training (off for mirror-image classes).
-        finetune: a checkpoint to start from (its backbone; a new classifier if the classes differ).
-        workers, gpu, cpus_per_worker: Ray Train workers and what each reserves.
-        max_failures: worker-group restarts (from the last checkpoint) before the run fails.
-        seed: for initialisation and augmentation.
-        storage: S3 endpoint options for every URI.
+
+    Schedule and resources: the fields of :class:`~raycondi.train.runtime.TrainOptions`.
     """
 
     clips: str
@@ -55,20 +47,6 @@ class TeacherConfig:
     model: str = "shufflenetv2_3d"
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     crop_size: int = 112
-    epochs: int = 50
-    batch_size: int = 32
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-3
-    optimizer: str = "sgd"
-    flip: bool = True
-    finetune: str | None = None
-    workers: int = 1
-    gpu: bool = False
-    cpus_per_worker: float = 1.0
-    max_failures: int = 2
-    seed: int = 0
-    storage: StorageOptions | None = None
 
     def __post_init__(self) -> None:
         runtime.make_paths_absolute(self, "clips", "out", "finetune")
@@ -90,11 +68,7 @@ def teacher_loop(config: TeacherConfig, model_config: CheckpointConfig, datasets
     for epoch in range(start, config.epochs):
         losses = []
         for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
-            x = clips_to_tensor(
-                batch, model_config.crop_size, model_config.mean, model_config.std,
-                device=on, rng=rng, flip=config.flip, frame_step=model_config.frame_step,
-            )
-            y = torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
+            x, y = runtime.training_batch(batch, model_config, on, rng, config.flip)
             with runtime.autocast(on):
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
