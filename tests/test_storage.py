@@ -10,8 +10,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from raycondi.evaluation.job import EvaluationError
+from raycondi.models.checkpoint import CheckpointError
+from raycondi.pipeline.sink import LabelError
 from raycondi.video import storage
-from raycondi.video.storage import StorageError, StorageOptions
+from raycondi.video.decode import VideoDecodeError
+from raycondi.video.storage import StorageError, StorageOptions, UriError
 
 # A loopback port nothing listens on: connections are refused at once.
 DEAD_ENDPOINT = "http://127.0.0.1:9"
@@ -128,10 +132,16 @@ def test_unsupported_scheme():
         storage.resolve("gs://bucket/key")
 
 
-def test_storage_error_pickles_with_uri_and_reason():
-    error = pickle.loads(pickle.dumps(StorageError("s3://b/k", "no such bucket 'b'")))
+@pytest.mark.parametrize(("error_type", "also"), [
+    (StorageError, OSError), (VideoDecodeError, UriError), (CheckpointError, UriError), (LabelError, ValueError),
+    (EvaluationError, UriError),
+])
+def test_uri_errors_pickle_with_uri_and_reason(error_type, also):
+    """Every error that names a URI comes back from a Ray worker (pickled) with its URI and reason."""
+    error = pickle.loads(pickle.dumps(error_type("s3://b/k", "no such bucket 'b'")))
+    assert type(error) is error_type
     assert (error.uri, error.reason, str(error)) == ("s3://b/k", "no such bucket 'b'", "s3://b/k: no such bucket 'b'")
-    assert isinstance(error, OSError)
+    assert isinstance(error, UriError) and isinstance(error, also)
 
 
 # --- S3 ---------------------------------------------------------------------------------------------------

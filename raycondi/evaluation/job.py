@@ -40,20 +40,15 @@ from raycondi.evaluation.tables import TITLES, ambiguity_rows, group_videos, ks_
 from raycondi.evaluation.timing import ClipCosts
 from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, load_checkpoint
 from raycondi.train.distill import METHODS as DISTILL_METHODS
-from raycondi.video.storage import StorageError, StorageOptions, exists, join, open_output, write_bytes
+from raycondi.video.storage import StorageError, StorageOptions, UriError, exists, join, open_output, write_bytes
 
 __all__ = ["METHODS", "EvaluateConfig", "EvaluationError", "EvaluationSummary", "evaluate"]
 
 METHODS: tuple[str, ...] = tuple(DISTILL_METHODS)  # the distillation methods whose students can be evaluated
 
 
-class EvaluationError(Exception):
-    """An input the evaluation cannot use. ``str()`` = f"{what}: {reason}" (``what``: a URI or an option)."""
-
-    def __init__(self, what: str, reason: str) -> None:
-        self.what = what
-        self.reason = reason
-        super().__init__(f"{what}: {reason}")
+class EvaluationError(UriError):
+    """An input the evaluation cannot use. ``str()`` = f"{uri}: {reason}" (``uri``: a URI or an option)."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from torch import nn
 
 from raycondi.models.registry import build_model
 from raycondi.models.student import build_student
-from raycondi.video.storage import StorageOptions, exists, join, read_bytes, write_bytes
+from raycondi.video.storage import StorageOptions, UriError, exists, join, read_bytes, write_bytes
 
 __all__ = [
     "CONFIG_FILE",
@@ -45,13 +45,8 @@ KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
 KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
 
 
-class CheckpointError(Exception):
+class CheckpointError(UriError):
     """A checkpoint file that is missing or does not hold what it should. ``str()`` = f"{uri}: {reason}"."""
-
-    def __init__(self, uri: str, reason: str) -> None:
-        self.uri = uri
-        self.reason = reason
-        super().__init__(f"{uri}: {reason}")
 
 
 @dataclass(frozen=True)

@@ -25,24 +25,16 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK
-from raycondi.video.storage import StorageError, StorageOptions, join, list_files, resolve, write_bytes
+from raycondi.video.storage import StorageError, StorageOptions, UriError, join, list_files, resolve, write_bytes
 
 __all__ = ["LabelError", "LabelSink", "labelled_ids", "output_files", "publish"]
 
 
-class LabelError(ValueError):
+class LabelError(UriError, ValueError):
     """The labelling job cannot run: unusable input, output or checkpoint. ``str()`` is ``"{uri}: {reason}"``.
 
     Defined here (not in :mod:`raycondi.pipeline.label`, which re-exports it) so that the resume check
     can raise it without importing torch."""
-
-    def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"{uri}: {reason}")
-        self.uri = uri
-        self.reason = reason
-
-    def __reduce__(self):
-        return (type(self), (self.uri, self.reason))
 
 
 def output_files(output: str, storage: StorageOptions | None) -> list[str]:

@@ -59,7 +59,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from raycondi.video import storage as _storage
-from raycondi.video.storage import StorageError, StorageOptions
+from raycondi.video.storage import StorageError, StorageOptions, UriError
 
 __all__ = ["VideoDecodeError", "ClipSpec", "DecodeLimits", "Clip", "SkimClip", "iter_clips", "count_clips"]
 
@@ -71,16 +71,8 @@ _TRUNCATION_TOLERANCE_FRACTION = 0.05
 _FALLBACK_FPS = 25.0
 
 
-class VideoDecodeError(Exception):
+class VideoDecodeError(UriError):
     """A video could not be decoded into clips; ``str()`` is ``"{uri}: {reason}"``."""
-
-    def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"{uri}: {reason}")
-        self.uri = uri
-        self.reason = reason
-
-    def __reduce__(self):  # keep (uri, reason) across pickling, e.g. out of a Ray worker
-        return (type(self), (self.uri, self.reason))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import pyarrow.fs as pafs
 
 __all__ = [
     "StorageError",
+    "UriError",
     "StorageOptions",
     "resolve",
     "open_input",
@@ -49,16 +50,21 @@ __all__ = [
 _DEFAULT_REGION = "us-east-1"
 
 
-class StorageError(OSError):
-    """A URI could not be read, written or listed; ``str()`` is ``"{uri}: {reason}"``."""
+class UriError(Exception):
+    """An error about one URI (or option): ``str()`` is ``"{uri}: {reason}"``, and both survive pickling, e.g.
+    out of a Ray worker. The project's errors that name what was wrong derive from it."""
 
     def __init__(self, uri: str, reason: str) -> None:
         super().__init__(f"{uri}: {reason}")
         self.uri = uri
         self.reason = reason
 
-    def __reduce__(self):  # keep (uri, reason) across pickling, e.g. out of a Ray worker
+    def __reduce__(self):
         return (type(self), (self.uri, self.reason))
+
+
+class StorageError(UriError, OSError):
+    """A URI could not be read, written or listed."""
 
 
 @dataclass(frozen=True)
