@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     mean = {m: {c: float(np.mean([per_seed[s][m][c] for s in args.seeds])) for c in COLUMNS} for m in args.methods}
     _table(f"mean over seeds {args.seeds}", mean)
     wins = {}  # per other method: the seeds in which ConDi-SR's AUROC is the higher
-    for other in (m for m in args.methods if "condi_sr" in args.methods and m != "condi_sr"):
+    for other in [m for m in args.methods if m != "condi_sr"] if "condi_sr" in args.methods else []:
         wins[other] = sum(per_seed[s]["condi_sr"]["auroc"] > per_seed[s][other]["auroc"] for s in args.seeds)
         print(f"condi_sr AUROC > {other} AUROC in {wins[other]} of {len(args.seeds)} seed(s); mean "
               f"{mean['condi_sr']['auroc']:.4f} vs {mean[other]['auroc']:.4f}")

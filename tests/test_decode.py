@@ -9,7 +9,6 @@ frames 16..19 looped to 16 17 18 19 16 17 18 19, starting at 0.00, 0.32, 0.64 s 
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import subprocess
 import sys
@@ -77,11 +76,6 @@ def test_invalid_arguments_raise_before_io():
         iter_clips("/does/not/matter.mp4", clip_len=8, skim_step=9)
     with pytest.raises(ValueError):
         count_clips(-1, 16)
-
-
-def test_error_pickles_with_uri_and_reason():
-    error = pickle.loads(pickle.dumps(VideoDecodeError("s3://b/v.mp4", "no video stream")))
-    assert (error.uri, error.reason, str(error)) == ("s3://b/v.mp4", "no video stream", "s3://b/v.mp4: no video stream")
 
 
 # --- codecs, clip layout, padding ------------------------------------------------------------------------
