@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--videos", type=int, default=300)
     parser.add_argument("--classes", type=int, default=6)
     parser.add_argument("--max-seconds", type=float, default=12.0, help="longest synthetic video")
+    parser.add_argument("--severity", nargs=2, type=float, default=[0.4, 1.0], metavar=("LOW", "HIGH"),
+                        help="range of the ambiguous clips' severity (SynthConfig.severity; default 0.4 1)")
     parser.add_argument("--methods", nargs="+", default=["condi_sr", "bce_conf", "st_ent"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one student per method and seed")
     parser.add_argument("--teacher-epochs", type=int, default=None)
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not exists(join(clips, "dataset.json")):
         videos = join(args.out, "videos")
         generate_dataset(videos, SynthConfig(videos=args.videos, classes=args.classes, clip_len=preset.clip_len,
-                                             width=64, height=48, max_seconds=args.max_seconds))
+                                             width=64, height=48, max_seconds=args.max_seconds,
+                                             severity=tuple(args.severity)))
         prepare(videos, clips, clip=ClipSpec(clip_len=preset.clip_len, size=preset.size))
     timings["data_s"] = time.time() - start
 
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{mean['condi_sr']['auroc']:.4f} vs {mean[other]['auroc']:.4f}")
     record = {**provenance("distill_auroc", argv), "split": "test", "preset": "small", "lam": lam,
               "student": preset.student, "student_kwargs": student_kwargs, "frame_step": args.frame_step,
-              "teacher": preset.teacher,
+              "severity": args.severity, "teacher": preset.teacher,
               "teacher_kwargs": dict(preset.teacher_kwargs), "seeds": args.seeds,
               "results": {str(s): r for s, r in per_seed.items()}, "mean": mean, "condi_sr_wins": wins,
               "timings_s": timings}

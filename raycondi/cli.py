@@ -27,7 +27,7 @@ def _storage(args: argparse.Namespace):
 def _synth(args: argparse.Namespace) -> int:
     from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 
-    config = SynthConfig(videos=args.videos, seed=args.seed, classes=args.classes)
+    config = SynthConfig(videos=args.videos, seed=args.seed, classes=args.classes, severity=tuple(args.severity))
     summary = generate_dataset(args.out, config, storage=_storage(args))
     print(json.dumps(asdict(summary), indent=2))
     return 0
@@ -281,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--videos", type=int, default=200, help="number of videos (default 200)")
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
     synth.add_argument("--classes", type=int, default=10, help="number of action classes (default 10)")
+    synth.add_argument("--severity", nargs=2, type=float, default=[0.4, 1.0], metavar=("LOW", "HIGH"),
+                       help="range of the ambiguous clips' severity (default 0.4 1; 1 1 leaves no trace of the class)")
     _add_storage_options(synth)
     synth.set_defaults(run=_synth)
 

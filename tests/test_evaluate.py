@@ -247,8 +247,23 @@ def test_ambiguity_auroc_hand_computed():
     # vs negatives 0.2,0.1,0.3,0.9 -> 3.5 + 3 + 0.5 + 1.5 = 8.5 of 16
     assert rows["condi_sr"].clean_auroc == pytest.approx(8.5 / 16)
     assert rows["st_ent"].score == "−entropy" and 0 <= rows["random"].teacher_correct_auroc <= 1
+    # the known ambiguous clips (a 0, 2, 4; b 2) are all wrong for the teacher: no AUROC among them
+    assert math.isnan(rows["condi_sr"].ambiguous_teacher_correct_auroc)
     no_truth = ambiguity_rows([VIDEOS[2]], max_prob_student="condi_sr")
-    assert all(math.isnan(r.clean_auroc) for r in no_truth)
+    assert all(math.isnan(r.clean_auroc) and math.isnan(r.ambiguous_teacher_correct_auroc) for r in no_truth)
+
+
+def test_ambiguous_clip_auroc_ranks_only_the_ambiguous_clips():
+    # label 0; teacher right on clips 0, 2, 3; clips 1, 2, 3, 4 ambiguous. Among them z = [0, 1, 1, 0] and
+    # condi_sr z~ = [0.5, 0.6, 0.2, 0.1]: positives 0.6 and 0.2 against negatives 0.5 and 0.1 win 2 + 1 of 4
+    # pairs. The clean clip 0 (z~ 0.05, teacher right) would lower it if counted: it is not.
+    v = video("d", 0, teacher_rows([0, 1, 0, 0, 2]), [0.5] * 5, [0] * 5, [0.5] * 5,
+              dict.fromkeys(("condi_sr", "bce_conf", "st_conf"), [0.05, 0.5, 0.6, 0.2, 0.1]),
+              clean=[True, False, False, False, False])
+    row = next(r for r in ambiguity_rows([v]) if r.sampler == "condi_sr")
+    assert row.ambiguous_teacher_correct_auroc == pytest.approx(3 / 4)
+    # over all five clips: positives 0.05, 0.6, 0.2 against 0.5, 0.1: 0 + 2 + 1 of 6 pairs
+    assert row.teacher_correct_auroc == pytest.approx(3 / 6)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -11,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from raycondi.cli import main
 from raycondi.datasets.synthetic import ACTIONS, AMBIGUITY_KINDS, SynthConfig, ambiguity_rates, generate_dataset
 
 # 20 videos of 3 to 6 s: two per class, one group each, so one video per class goes to the test split.
@@ -69,6 +71,7 @@ def test_ground_truth_covers_every_clip_of_every_decoded_video(small):
             assert r["start_s"] == pytest.approx(r["clip_index"] * 0.64)
             assert r["end_s"] == pytest.approx(r["clip_index"] * 0.64 + 0.64)
             assert r["ambiguous"] == (r["kind"] != "clean")
+            assert (0.4 <= r["severity"] <= 1.0) if r["ambiguous"] else r["severity"] == 0.0
         assert any(r["kind"] == "clean" for r in rows)  # every video keeps a clean clip
         assert 3.0 - 0.64 <= len(rows) * 0.64 <= 6.0 + 0.64
 
@@ -81,23 +84,58 @@ def test_every_ambiguity_kind_occurs_and_summary_counts_them(small):
     assert 0 < summary.ambiguous_share < 1
 
 
-def test_ambiguous_segments_look_like_their_kind(small):
-    """Frozen clips have no motion; low-contrast clips have a few grey levels; noise bursts are busy."""
-    out, _ = small
+def _clips(out: Path) -> Iterator[tuple[dict, np.ndarray]]:
+    """Every clip of the dataset in ``out`` (16 x 96 x 128 x 3, float32) with its ground-truth row."""
     gt = pq.read_table(out / "ground_truth.parquet").to_pylist()
-    spread: dict[str, list[float]] = {}
-    motion: dict[str, list[float]] = {}
     for path in sorted(out.rglob("*.mp4")):
         frames, _ = _decode(path)
         clips = frames.astype(np.float32).reshape(-1, 16, 96, 128, 3)
-        for r in (r for r in gt if r["video_id"] == path.stem):
-            clip = clips[r["clip_index"]]
-            spread.setdefault(r["kind"], []).append(float(clip.std()))
-            motion.setdefault(r["kind"], []).append(float(np.abs(np.diff(clip, axis=0)).mean()))
-    # frozen: H.264 residue only (at most 0.013 here); the stillest clean clip, a zoom, 0.29
+        yield from ((r, clips[r["clip_index"]]) for r in gt if r["video_id"] == path.stem)
+
+
+def test_ambiguous_segments_look_like_their_kind(small):
+    """Frozen clips stand still in their second half (they move for at most 5 frames); low-contrast clips
+    have a few grey levels; noise bursts are busy."""
+    spread: dict[str, list[float]] = {}
+    motion: dict[str, list[float]] = {}
+    for r, clip in _clips(small[0]):
+        spread.setdefault(r["kind"], []).append(float(clip.std()))
+        motion.setdefault(r["kind"], []).append(float(np.abs(np.diff(clip[8:], axis=0)).mean()))
+    # frozen: H.264 residue only (at most 0.004 here); the stillest clean clip, a zoom, 0.32
     assert max(motion["frozen"]) < 0.05 and min(motion["clean"]) > 0.25
     assert max(spread["low_contrast"]) < min(spread["clean"])
     assert min(spread["noise"]) > max(spread["clean"])
+
+
+def test_graded_severity_leaves_some_of_the_class_in_ambiguous_clips(tmp_path):
+    """With severity drawn from [0, 1]: frozen clips move up to mid-clip and stand still after it; the more
+    severe a low-contrast clip the flatter, the more severe a noise burst the busier."""
+    out = tmp_path / "graded"
+    generate_dataset(str(out), dataclasses.replace(SMALL, severity=(0.0, 1.0)), workers=2)
+    gt = pq.read_table(out / "ground_truth.parquet").to_pylist()
+    assert all((0.0 <= r["severity"] <= 1.0) if r["ambiguous"] else r["severity"] == 0.0 for r in gt)
+    assert len({r["severity"] for r in gt if r["ambiguous"]}) > 10
+    spread: dict[str, list[float]] = {}
+    severity: dict[str, list[float]] = {}
+    for r, clip in _clips(out):
+        spread.setdefault(r["kind"], []).append(float(clip.std()))
+        severity.setdefault(r["kind"], []).append(r["severity"])
+        if r["kind"] == "frozen":
+            moving = round((1 - r["severity"]) * 8)
+            assert np.abs(np.diff(clip[moving + 1 :], axis=0)).mean() < 0.05
+            if moving > 2:
+                assert np.abs(np.diff(clip[:moving], axis=0)).mean() > 0.25
+    assert np.corrcoef(severity["low_contrast"], spread["low_contrast"])[0, 1] < -0.5
+    assert np.corrcoef(severity["noise"], spread["noise"])[0, 1] > 0.5
+
+
+def test_synth_command_passes_the_severity_range(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path), "--videos", "6", "--classes", "2", "--seed", "1",
+                 "--severity", "0.4", "0.6"]) == 0
+    assert '"videos": 6' in capsys.readouterr().out
+    gt = pq.read_table(tmp_path / "ground_truth.parquet").to_pylist()
+    assert any(r["ambiguous"] for r in gt)
+    assert all((0.4 <= r["severity"] <= 0.6) if r["ambiguous"] else r["severity"] == 0.0 for r in gt)
 
 
 def test_class_mean_shares_of_ambiguity_follow_the_configured_range():
@@ -165,6 +203,8 @@ def test_writes_to_s3(tmp_path, s3_server):
         ("min_seconds", 0.0),
         ("max_seconds", 0.5),
         ("ambiguity", (0.2, 1.0)),
+        ("severity", (0.5, 0.4)),
+        ("severity", (0.0, 1.5)),
         ("kinds", ("occlusion", "rain")),
         ("kinds", ()),
         ("test_share", 1.0),

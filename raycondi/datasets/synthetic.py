@@ -7,16 +7,28 @@ panning noise texture whose palette and pan are drawn the same way. The class is
 
 A video is a sequence of segments of ``clip_len`` frames aligned with the paper's non-overlapping clips:
 clip ``i`` covers frames ``[i * clip_len, (i + 1) * clip_len)`` and a video holds a whole number of
-clips, so no clip is padded. Each segment is ``clean`` or ambiguous in one way (:data:`AMBIGUITY_KINDS`):
+clips, so no clip is padded. Each segment is ``clean`` or ambiguous in one way (:data:`AMBIGUITY_KINDS`), to a
+degree, its *severity* ``a`` in [0, 1], drawn per segment from ``SynthConfig.severity``:
 
-``occlusion``     an opaque block hides the actor's whole path;
-``noise``         a burst of heavy blocky noise over the whole picture;
-``frozen``        one frame repeated: no motion at all;
-``low_contrast``  the picture squeezed to a few grey levels around its mean;
-``distractor``    a larger second actor performs another class's motion in front of a shrunken,
-                  faded true actor (the same wrong class all video long);
+``occlusion``     a block over the actor's whole path, opaque at ``a = 1``, half see-through at ``a = 0``;
+``noise``         a burst of blocky noise over the whole picture, its std 60-90 grey levels times
+                  0.25 + 0.75a, the picture kept at 1 - 0.6a of its contrast;
+``frozen``        one frame of the clip repeated: from the first frame at ``a = 1``, after the first
+                  (1 - a) / 2 of the clip moves at lower ``a``;
+``low_contrast``  the picture squeezed towards its mean, to 0.04-0.09 + 0.25 (1 - a) of its contrast;
+``distractor``    a larger second actor performs another class's motion in front of the true actor,
+                  shrunk and faded by 0.4a (the same wrong class all video long);
 ``cut``           unrelated footage: another texture panning fast, no actor (the same footage all
-                  video long).
+                  video long; no trace of the class whatever the severity).
+
+At ``a = 1`` a clip keeps no trace of its class, and whether a classifier is right on it is luck. With every
+ambiguous clip there (``severity=(1.0, 1.0)``, this benchmark's only setting before 2026-11-25) no sampler can
+learn where the teacher is right beyond telling clean clips from ambiguous ones: in the quickstart's run on such
+data the AUROC of every score for "the teacher is right", among the ambiguous clips alone, was 0.50-0.55 (the
+teacher's own entropy 0.54). Real degraded footage keeps some of its class, more or less. The default range, 0.4
+to 1, keeps every ambiguous clip clearly degraded and leaves some of them readable, so that a sampler can learn
+which ones the teacher still reads; from 0 it leaves so many readable that dense averaging no longer suffers
+(the quickstart's Dense reached 100 %).
 
 The share of ambiguous segments of a video is drawn from a Beta distribution whose mean depends on the
 class (:func:`ambiguity_rates`), so it ranges from none to most of the video (one segment at least stays
@@ -31,7 +43,7 @@ index in front, written in the UCF-101 layout::
     trainlist01.txt     "MoveLeft/v_MoveLeft_g02_c01.mp4 1" lines
     testlist01.txt      "MoveLeft/v_MoveLeft_g01_c01.mp4" lines
     MoveLeft/v_MoveLeft_g01_c01.mp4 ...
-    ground_truth.parquet  one row per clip: video_id, clip_index, start_s, end_s, ambiguous, kind, label
+    ground_truth.parquet  one row per clip: video_id, clip_index, start_s, end_s, ambiguous, kind, severity, label
 
 Video ``i`` has class ``i % classes`` and is drawn from ``numpy.random.default_rng([seed, i])`` alone, so
 videos can be generated in any order or process. Within a class, videos are numbered into groups of
@@ -207,7 +219,8 @@ class SynthConfig:
     seconds (a Pareto tail: most videos short, a few long), capped at ``max_seconds`` and rounded to whole
     clips. ``ambiguity``: the mean share of ambiguous clips of the first and of the last class, classes in
     between spaced linearly (:func:`ambiguity_rates`); ``ambiguity_concentration``: the Beta concentration
-    of a video's share around its class mean (smaller spreads it more).
+    of a video's share around its class mean (smaller spreads it more). ``severity``: the range of an
+    ambiguous segment's severity (see the module docstring; ``(1.0, 1.0)`` leaves no trace of the class in any).
     """
 
     videos: int = 200
@@ -227,6 +240,7 @@ class SynthConfig:
     clips_per_group: int = 2
     crf: int = 23
     appearance: str = "clip"
+    severity: tuple[float, float] = (0.4, 1.0)
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, reason: str) -> None:
@@ -255,6 +269,11 @@ class SynthConfig:
             "must be two shares in [0, 1)",
         )
         check("ambiguity_concentration", self.ambiguity_concentration > 0, "must be positive")
+        check(
+            "severity",
+            len(self.severity) == 2 and 0 <= self.severity[0] <= self.severity[1] <= 1,
+            "must be two numbers 0 <= low <= high <= 1",
+        )
         check(
             "kinds",
             len(self.kinds) > 0 and len(set(self.kinds)) == len(self.kinds) and set(self.kinds) <= set(AMBIGUITY_KINDS),
@@ -415,8 +434,14 @@ class _Video:
     cut_scene: _Scene
     kinds: list[str]
 
-    def segment(self, index: int) -> np.ndarray:
-        """Frames ``[index * clip_len, (index + 1) * clip_len)`` as uint8 (T, H, W, 3)."""
+    def segment(self, index: int) -> tuple[np.ndarray, float]:
+        """Frames ``[index * clip_len, (index + 1) * clip_len)`` as uint8 (T, H, W, 3), and their severity.
+
+        The severity ``a`` of an ambiguous segment is drawn from ``SynthConfig.severity``; at ``a = 1`` no
+        trace of the class is left (the whole path hidden, the picture frozen from the first frame, noise
+        or contrast at their worst, a faded true actor at 0.6 of its size), at lower ``a`` some is. Clean
+        segments have severity 0.
+        """
         cfg, rng, kind = self.config, self.rng, self.kinds[index]
         names = tuple(ACTIONS)
         h, w, stage = cfg.height, cfg.width, min(cfg.height, cfg.width)
@@ -429,13 +454,16 @@ class _Video:
         else:
             scene, actor = self.scene, self.actor  # drawn once per video
         track = ACTIONS[names[self.label]](rng, s, actor.radius)
+        low, high = cfg.severity
+        a = 0.0 if kind == "clean" else rng.uniform(low, high) if low < high else high
         if kind == "cut":
             frames = self.cut_scene.frames(t, h, w)
         else:
             frames = scene.frames(t, h, w)
             if kind == "distractor":
                 other = ACTIONS[names[self.distractor_label]](rng, s, self.distractor_actor.radius * 1.5)
-                _paint(frames, actor, track, stage, offset, size=0.6, opacity=0.6)
+                fade = 1.0 - 0.4 * a
+                _paint(frames, actor, track, stage, offset, size=fade, opacity=fade)
                 _paint(frames, self.distractor_actor, other, stage, offset, size=1.5)
             else:
                 _paint(frames, actor, track, stage, offset)
@@ -445,16 +473,23 @@ class _Video:
             x0, x1 = (offset[0] + stage * np.array([x.min() - reach, x.max() + reach])).astype(int)
             y0, y1 = (offset[1] + stage * np.array([y.min() - reach, y.max() + reach])).astype(int)
             shade = _colour(rng, bright=rng.uniform() < 0.5) * rng.uniform(0.6, 0.9)
-            frames[:, max(y0, 0) : y1, max(x0, 0) : x1] = shade
+            opacity = 0.5 + 0.5 * a
+            block = frames[:, max(y0, 0) : y1, max(x0, 0) : x1]  # a view: blended in place
+            block[:] = block * (1 - opacity) + shade * opacity
         elif kind == "noise":
-            noise = rng.normal(0, rng.uniform(60, 90), (cfg.clip_len, -(-h // 2), -(-w // 2), 3)).astype(np.float32)
-            frames = 0.4 * frames + 0.6 * frames.mean() + noise.repeat(2, 1).repeat(2, 2)[:, :h, :w]
+            std = rng.uniform(60, 90) * (0.25 + 0.75 * a)
+            noise = rng.normal(0, std, (cfg.clip_len, -(-h // 2), -(-w // 2), 3)).astype(np.float32)
+            keep = 1.0 - 0.6 * a
+            frames = keep * frames + (1 - keep) * frames.mean() + noise.repeat(2, 1).repeat(2, 2)[:, :h, :w]
         elif kind == "low_contrast":
             mean = frames.mean(axis=(1, 2, 3), keepdims=True)
-            frames = mean + (frames - mean) * rng.uniform(0.04, 0.09)
+            frames = mean + (frames - mean) * (rng.uniform(0.04, 0.09) + 0.25 * (1 - a))
         elif kind == "frozen":
-            frames = np.broadcast_to(frames[rng.integers(cfg.clip_len)], frames.shape)
-        return np.clip(frames, 0, 255).astype(np.uint8)
+            moving = round((1 - a) * cfg.clip_len / 2)  # frames before the picture freezes on a later one
+            hold = moving + rng.integers(cfg.clip_len) * (cfg.clip_len - moving) // cfg.clip_len
+            within = np.arange(cfg.clip_len)
+            frames = frames[np.where(within < moving, within, hold)]
+        return np.clip(frames, 0, 255).astype(np.uint8), a
 
 
 def _plan(config: SynthConfig, index: int) -> _Video:
@@ -486,9 +521,10 @@ def _plan(config: SynthConfig, index: int) -> _Video:
     )
 
 
-def _render(config: SynthConfig, index: int) -> tuple[bytes, list[str]]:
-    """Encode video ``index`` to MP4 bytes; return them with the kind of every clip."""
+def _render(config: SynthConfig, index: int) -> tuple[bytes, list[str], list[float]]:
+    """Encode video ``index`` to MP4 bytes; return them with the kind and the severity of every clip."""
     video = _plan(config, index)
+    severities = []
     with tempfile.TemporaryDirectory(prefix="raycondi-synth-") as tmp:
         path = os.path.join(tmp, "video.mp4")
         # +faststart puts the index first (streamable from object storage); it rewrites the file, so
@@ -502,11 +538,13 @@ def _render(config: SynthConfig, index: int) -> tuple[bytes, list[str]]:
             stream.width, stream.height, stream.pix_fmt = config.width, config.height, "yuv420p"
             stream.codec_context.thread_count = 1
             for i in range(len(video.kinds)):
-                for frame in video.segment(i):
+                frames, severity = video.segment(i)
+                severities.append(severity)
+                for frame in frames:
                     out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             out.mux(stream.encode(None))
         with open(path, "rb") as f:
-            return f.read(), video.kinds
+            return f.read(), video.kinds, severities
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -550,7 +588,9 @@ def generate_dataset(out: str, config: SynthConfig, storage: StorageOptions | No
     classes = class_names(config)
     names = _names(config)
     n_workers = _workers(workers, config.videos)
-    rows: dict[str, list] = {k: [] for k in ("video_id", "clip_index", "start_s", "end_s", "ambiguous", "kind", "label")}
+    rows: dict[str, list] = {
+        k: [] for k in ("video_id", "clip_index", "start_s", "end_s", "ambiguous", "kind", "severity", "label")
+    }
     size = 0
     clip_s = config.clip_len / config.fps
 
@@ -562,22 +602,23 @@ def generate_dataset(out: str, config: SynthConfig, storage: StorageOptions | No
         with ProcessPoolExecutor(n_workers, mp_context=get_context("forkserver")) as pool:
             yield from pool.map(_render, [config] * config.videos, range(config.videos))
 
-    for index, (data, kinds) in enumerate(results()):
+    for index, (data, kinds, severities) in enumerate(results()):
         video_id, path, _ = names[index]
         write_bytes(join(out, path), data, storage)
         size += len(data)
-        for i, kind in enumerate(kinds):
+        for i, (kind, severity) in enumerate(zip(kinds, severities)):
             rows["video_id"].append(video_id)
             rows["clip_index"].append(i)
             rows["start_s"].append(i * clip_s)
             rows["end_s"].append((i + 1) * clip_s)
             rows["ambiguous"].append(kind != "clean")
             rows["kind"].append(kind)
+            rows["severity"].append(severity)
             rows["label"].append(classes[index % config.classes])
 
     schema = pa.schema([("video_id", pa.string()), ("clip_index", pa.int32()), ("start_s", pa.float64()),
                         ("end_s", pa.float64()), ("ambiguous", pa.bool_()), ("kind", pa.string()),
-                        ("label", pa.string())])
+                        ("severity", pa.float32()), ("label", pa.string())])
     buffer = io.BytesIO()
     pq.write_table(pa.table(rows, schema=schema), buffer)
     write_bytes(join(out, "ground_truth.parquet"), buffer.getvalue(), storage)

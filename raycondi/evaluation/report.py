@@ -76,7 +76,7 @@ ks_sweep_csv = timing_csv  # the same columns: one row per (K, K_s) of condi_sr
 
 
 def ambiguity_csv(rows: Sequence[AmbiguityRow]) -> str:
-    """One row per sampler: ``sampler,score,teacher_correct_auroc,clean_auroc,clips,...``."""
+    """One row per sampler: ``sampler,score,teacher_correct_auroc,clean_auroc,ambiguous_teacher_correct_auroc,...``."""
     names = [f.name for f in fields(AmbiguityRow)]
     return _csv(names, [[asdict(r)[n] for n in names] for r in rows])
 
@@ -190,9 +190,11 @@ def report_markdown(rows: Sequence[Result], sweep: Sequence[Result], ambiguity: 
         parts += ["", "## Table V: ConDi-SR dividing the work (K_s clips labelled by the student)", "",
                   table_v(sweep)]
     parts += ["", "## Confidence as a predictor (AUROC)", "",
-              "| sampler | score | teacher right (z, Eq. 1) | ground-truth clean clip |", "|---|---|---:|---:|"]
+              "| sampler | score | teacher right (z, Eq. 1) | ground-truth clean clip | teacher right, among "
+              "ambiguous clips |", "|---|---|---:|---:|---:|"]
     parts += [f"| {'Random' if r.sampler == 'random' else TITLES[r.sampler]} | {r.score} | "
-              f"{_auroc(r.teacher_correct_auroc)} | {_auroc(r.clean_auroc)} |" for r in ambiguity]
+              f"{_auroc(r.teacher_correct_auroc)} | {_auroc(r.clean_auroc)} | "
+              f"{_auroc(r.ambiguous_teacher_correct_auroc)} |" for r in ambiguity]
     links = ["accuracy.csv", "timing.csv", *(["ks_sweep.csv"] if sweep else []), "ambiguity.csv", "costs.json",
              "clip_outputs.parquet"]
     parts += ["", "Files: " + ", ".join(f"[{name}]({name})" for name in links)]

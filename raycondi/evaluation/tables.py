@@ -194,13 +194,16 @@ def ks_sweep(videos: Sequence[VideoClips], ks: Sequence[int], *, costs: ClipCost
 
 @dataclass(frozen=True)
 class AmbiguityRow:
-    """How well a sampler's per-clip score ranks clips: AUROC for "the teacher is right" (z, Eq. 1) and for
-    the ground-truth clean clips (NaN when unknown), over ``clips`` clips."""
+    """How well a sampler's per-clip score ranks clips: AUROC for "the teacher is right" (z, Eq. 1), for the
+    ground-truth clean clips, and for z among the ground-truth ambiguous clips alone (both NaN when unknown),
+    over ``clips`` clips. The last tells whether the score finds the ambiguous clips the teacher still reads,
+    beyond telling clean clips from ambiguous ones."""
 
     sampler: str
     score: str
     teacher_correct_auroc: float
     clean_auroc: float
+    ambiguous_teacher_correct_auroc: float
     clips: int
     teacher_correct_share: float
     clean_share: float
@@ -210,11 +213,13 @@ def ambiguity_rows(videos: Sequence[VideoClips], *, max_prob_student: str | None
                    seed: int = 0) -> list[AmbiguityRow]:
     """The AUROC of each sampler's score (higher = send to the teacher): z̃ for condi_sr, bce_conf and
     st_conf, the negative predictive entropy for st_ent, the max softmax probability for max_prob, and
-    uniform noise (seeded) for random. Clean-clip AUROC uses the clips whose ground truth is known."""
+    uniform noise (seeded) for random. The clean-clip AUROC uses the clips whose ground truth is known, the
+    ambiguous-clip AUROC those known to be ambiguous."""
     z = np.concatenate([v.teacher_probs.argmax(axis=1) == v.label for v in videos])
     clean = np.concatenate([np.full(v.num_clips, np.nan) if v.clean is None else v.clean.astype(float)
                             for v in videos])
     known = ~np.isnan(clean)
+    ambiguous = known & (clean == 0)
     scores: dict[str, tuple[str, np.ndarray]] = {}
     methods = [m for m in ("condi_sr", "bce_conf", "st_conf", "st_ent") if m in videos[0].student_probs]
     for method in methods:
@@ -228,8 +233,8 @@ def ambiguity_rows(videos: Sequence[VideoClips], *, max_prob_student: str | None
                                                           for v in videos]))
     scores["random"] = ("uniform", np.random.default_rng(seed).random(z.size))
     return [
-        AmbiguityRow(name, label, auroc(score, z), auroc(score[known], clean[known] > 0.5) if known.any()
-                     else float("nan"), int(z.size), float(z.mean()),
+        AmbiguityRow(name, label, auroc(score, z), auroc(score[known], clean[known] > 0.5),
+                     auroc(score[ambiguous], z[ambiguous]), int(z.size), float(z.mean()),
                      float(clean[known].mean()) if known.any() else float("nan"))
         for name, (label, score) in scores.items()
     ]
