@@ -455,6 +455,7 @@ class _Video:
         else:
             scene, actor = self.scene, self.actor  # drawn once per video
         track = ACTIONS[names[self.label]](rng, s, actor.radius)
+        # A fixed severity draws nothing: severity=(1, 1) renders the very files of the benchmark before it had one.
         low, high = cfg.severity
         a = 0.0 if kind == "clean" else rng.uniform(low, high) if low < high else high
         if kind == "cut":
