@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--videos", type=int, default=300)
     parser.add_argument("--classes", type=int, default=6)
     parser.add_argument("--max-seconds", type=float, default=12.0, help="longest synthetic video")
-    parser.add_argument("--severity", nargs=2, type=float, default=[0.4, 1.0], metavar=("LOW", "HIGH"),
-                        help="range of the ambiguous clips' severity (SynthConfig.severity; default 0.4 1)")
+    parser.add_argument("--severity", nargs=2, type=float, default=list(SynthConfig.severity), metavar=("LOW", "HIGH"),
+                        help="range of the ambiguous clips' severity (default: SynthConfig's, 0.4 1)")
     parser.add_argument("--methods", nargs="+", default=["condi_sr", "bce_conf", "st_ent"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="one student per method and seed")
     parser.add_argument("--teacher-epochs", type=int, default=None)
