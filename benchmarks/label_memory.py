@@ -41,7 +41,7 @@ import torch
 
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.models import CheckpointConfig, build_model, build_student, save_checkpoint
-from raycondi.pipeline.label import LabelConfig, label_videos
+from raycondi.pipeline import LabelConfig, label_videos
 
 RESULTS = Path(__file__).parent / "results"
 RAY_DATA_DETACHED = ("ray::_StatsActor", "ray::_AutoscalingCoordinatorActor", "ray::ActorLocationTracker")

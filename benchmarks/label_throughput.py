@@ -2,14 +2,17 @@
 
 Generates ``--videos`` synthetic videos of ``--seconds`` seconds each (UCF-101 layout; all of them are
 labelled, whatever their split; reused when already in ``--workdir``), then runs :func:`raycondi.pipeline.label.label_videos` on
-the same archive and the same Ray runtime once per strategy: ``dense``, and ``equidistant`` and ``condi``
+the same archive and the same Ray runtime once per strategy: ``dense``, and ``equidistant`` and ``condi_sr``
 at every K of ``--ks``. For each run it reports
 
 * videos/s (the job's wall time, from the summary),
 * frames decoded (every strategy decodes every frame today: clips x clip_len),
 * student and teacher seconds (the per-video ``student_s`` / ``teacher_s`` columns summed: device seconds
   on a GPU, CPU seconds here), clips sent to the teacher,
-* video accuracy against the synthetic ground truth,
+* video accuracy against the synthetic ground truth, and with ``--evaluate``, on the archive's test split, the
+  labels' accuracy beside ``raycondi evaluate``'s for the same strategy and K (``test_accuracy`` and
+  ``evaluate_accuracy``): the archive is prepared into clip shards at the teacher's clip length and resize and
+  evaluated with the student as ``condi_sr``; the two must agree,
 * ``busy_share``: the share of the devices' time the models kept busy, ``model seconds / (wall seconds x
   devices)`` -- with GPUs, the teacher's seconds (and the student's with ``--student-gpus``) over the cluster's
   GPUs (the issue's "GPU busy" figure; the per-video times are taken after the results are copied back, so
@@ -23,7 +26,7 @@ ones are saved (``--teacher-arch``, ``--student-arch``/``--student-width``, and 
 skimming student beside them), which measures speed only
 (accuracy is then chance). The table is printed and the rows written as JSON with the machine and the command:
 
-    python benchmarks/label_throughput.py --teacher T --student S            # 16 one-minute videos
+    python benchmarks/label_throughput.py --teacher T --student S --evaluate  # 16 one-minute videos
     python benchmarks/label_throughput.py --videos 2 --seconds 4 --clip-len 4 --size 32 --ks 1 \\
         --teacher-arch shufflenetv2_3d --student-width 0.25 --out /tmp/smoke.json   # a smoke run
 """
@@ -31,6 +34,7 @@ skimming student beside them), which measures speed only
 from __future__ import annotations
 
 import argparse
+import csv
 import time
 from pathlib import Path
 
@@ -41,9 +45,13 @@ import torch
 from _results import provenance, write
 
 from raycondi.datasets.manifests import read_dataset
+from raycondi.datasets.shards import prepare
 from raycondi.datasets.synthetic import SynthConfig, class_names, generate_dataset
-from raycondi.models import CheckpointConfig, build_model, build_student, load_checkpoint, save_checkpoint
-from raycondi.pipeline.label import LabelConfig, label_videos
+from raycondi.evaluation import EvaluateConfig, evaluate
+from raycondi.models import CheckpointConfig, build_model, build_student, read_checkpoint_config, save_checkpoint
+from raycondi.pipeline import LabelConfig, label_videos
+from raycondi.video.decode import ClipSpec
+
 
 def make_archive(args: argparse.Namespace, workdir: Path) -> Path:
     videos = workdir / f"videos_{args.videos}x{args.seconds:g}s_{args.width}x{args.height}_{args.classes}c"
@@ -70,17 +78,37 @@ def random_checkpoints(args: argparse.Namespace, workdir: Path) -> tuple[str, st
     return str(workdir / "teacher"), str(workdir / "student"), skim
 
 
+def evaluated_accuracy(args, videos: Path, teacher: str, student: str, workdir: Path) -> dict[tuple[str, str], float]:
+    """``raycondi evaluate`` on the archive's test split: ``{(strategy, k): accuracy}`` from its accuracy.csv."""
+    model = read_checkpoint_config(teacher)
+    height, width = model.frame_size
+    clips = workdir / f"{videos.name}_clips_{model.clip_len}x{height}x{width}_stride{args.stride}"
+    if not (clips / "dataset.json").exists():
+        prepare(str(videos), str(clips), clip=ClipSpec(model.clip_len, model.resize, args.stride))
+    out = workdir / f"eval_{time.strftime('%Y%m%d-%H%M%S')}"
+    evaluate(EvaluateConfig(clips=str(clips), teacher=teacher, students={"condi_sr": student}, out=str(out),
+                            ks=tuple(args.ks), decode_videos=1))
+    with open(out / "accuracy.csv") as f:
+        return {(r["strategy"], r["k"]): float(r["accuracy"]) for r in csv.DictReader(f)}
+
+
+def _accuracy(rows) -> float:
+    correct = pc.sum(pc.equal(rows["label"], rows["true_label"]).cast("int64")).as_py() or 0
+    return round(correct / max(1, rows.num_rows), 4)
+
+
 def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: int, out: Path) -> dict:
-    config = LabelConfig(str(videos), str(out), teacher, student if strategy == "condi" else None, k=k,
+    uses_student = strategy == "condi_sr"
+    config = LabelConfig(str(videos), str(out), teacher, student if uses_student else None, k=k,
                          strategy=strategy, stride=args.stride, student_gpus=args.student_gpus)
     summary = label_videos(config)
     columns = ["video_id", "status", "label", "decode_s", "student_s", "teacher_s"]
     rows = pads.dataset(str(out), format="parquet").to_table(columns=columns)
-    truth = read_dataset(str(videos)).select(["video_id", "label"]).rename_columns(["video_id", "true_label"])
+    truth = read_dataset(str(videos)).select(["video_id", "label", "split"]).rename_columns(
+        ["video_id", "true_label", "split"])
     rows = rows.join(truth, "video_id")
     ok = rows.filter(pc.equal(rows["status"], "ok"))
-    correct = pc.sum(pc.equal(ok["label"], ok["true_label"]).cast("int64")).as_py() or 0
-    frame_step = load_checkpoint(student)[1].frame_step if strategy == "condi" else 1
+    frame_step = read_checkpoint_config(student).frame_step if uses_student else 1
     student_s, teacher_s = pc.sum(ok["student_s"]).as_py() or 0.0, pc.sum(ok["teacher_s"]).as_py() or 0.0
     gpus = ray.cluster_resources().get("GPU", 0)
     if gpus:
@@ -97,7 +125,8 @@ def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: in
         "student_s": round(student_s, 3), "teacher_s": round(teacher_s, 3),
         "busy_share": round(busy / summary.seconds, 3),
         "decode_s": round(pc.sum(ok["decode_s"]).as_py() or 0.0, 3),
-        "accuracy": round(correct / max(1, ok.num_rows), 4), "plan": summary.plan,
+        "accuracy": _accuracy(ok), "test_accuracy": _accuracy(ok.filter(pc.equal(ok["split"], "test"))),
+        "test_videos": ok.filter(pc.equal(ok["split"], "test")).num_rows, "plan": summary.plan,
     }
 
 
@@ -123,6 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: random weights)")
     parser.add_argument("--student", default=None, help="student checkpoint (default: random weights)")
     parser.add_argument("--skim-student", default=None, help="a second, skimming student (frame_step > 1)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also run `raycondi evaluate` on the archive's test split and report its accuracy "
+                             "beside the labels' (the student as condi_sr)")
     parser.add_argument("--skim-step", type=int, default=0,
                         help="with random weights: also a skimming student that sees every S-th frame")
     parser.add_argument("--teacher-arch", default="resnext3d")
@@ -144,24 +176,31 @@ def main(argv: list[str] | None = None) -> dict:
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    runs = [("dense", 1, None)] + [(s, k, student) for s in ("equidistant", "condi") for k in args.ks]
-    runs += [("condi", k, skim_student) for k in args.ks] if skim_student else []
+    runs = [("dense", 1, None)] + [(s, k, student) for s in ("equidistant", "condi_sr") for k in args.ks]
+    runs += [("condi_sr", k, skim_student) for k in args.ks] if skim_student else []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         rows = with_ratios([one_run(args, videos, teacher, model, strategy, k,
                                     workdir / f"labels_{stamp}" / f"{strategy}_k{k}_{i}")
                             for i, (strategy, k, model) in enumerate(runs)])
+        evaluated = evaluated_accuracy(args, videos, teacher, student, workdir) if args.evaluate else {}
     finally:
         if started:
             ray.shutdown()
+    for (_, _, model), row in zip(runs, rows, strict=True):
+        if evaluated and model in (None, student):  # evaluate ran the first student, not the skimming one
+            row["evaluate_accuracy"] = evaluated[(row["strategy"], str(row["k"]))]
 
     print(f"{'strategy':12} {'k':>4} {'step':>4} {'videos/s':>9} {'x dense':>8} {'frames':>9} {'decode s':>9} "
-          f"{'student s':>10} {'teacher s':>10} {'x dense':>8} {'busy':>5} {'accuracy':>9}")
+          f"{'student s':>10} {'teacher s':>10} {'x dense':>8} {'busy':>5} {'accuracy':>9} {'test':>6} "
+          f"{'evaluate':>9}")
     for r in rows:
+        evaluated_text = f"{r['evaluate_accuracy']:9.3f}" if "evaluate_accuracy" in r else f"{'-':>9}"
         print(f"{r['strategy']:12} {r['k']:>4} {r['student_frame_step']:>4} {r['videos_per_s']:9.3f} "
               f"{r['videos_per_s_vs_dense'] or 0:8.2f} {r['frames_decoded']:9} {r['decode_s']:9.2f} "
               f"{r['student_s']:10.2f} {r['teacher_s']:10.2f} "
-              f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['busy_share']:5.2f} {r['accuracy']:9.3f}")
+              f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['busy_share']:5.2f} {r['accuracy']:9.3f} "
+              f"{r['test_accuracy']:6.3f} {evaluated_text}")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     record = {
         **provenance("label_throughput", argv), "device": device,

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from raycondi.strategies import ALIASES, LABEL_STRATEGIES, METHODS
+
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -49,7 +51,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from raycondi.pipeline.label import LabelConfig, LabelError, label_videos
+    from raycondi.pipeline import LabelConfig, LabelError, label_videos
 
     try:
         config = LabelConfig(
@@ -231,6 +233,17 @@ def _method_uri(text: str) -> tuple[str, str]:
     return method, uri
 
 
+def _size(text: str) -> int | tuple[int, int]:
+    """``--size``: ``S`` or ``HxW``."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts, default=0) < 1:
+        raise argparse.ArgumentTypeError(f"expected S or HxW in pixels, e.g. 112 or 128x171, got {text!r}")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
 def _ks(text: str) -> list[int]:
     try:
         return [int(k) for k in text.split(",")]
@@ -265,7 +278,7 @@ def _add_distill_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-step", type=int, default=1,
                         help="the student sees every N-th frame of a clip, so labelling converts only those "
                              "(default 1, the paper's input)")
-    parser.add_argument("--method", choices=["condi_sr", "st_ent", "st_conf", "bce_conf"], default="condi_sr")
+    parser.add_argument("--method", choices=METHODS, default="condi_sr", help="distillation method (default condi_sr)")
     parser.add_argument("--lam", type=float, default=None,
                         help="λ, weight of the confidence BCE (default: the preset's, 1.5 for paper, 0.5 for small)")
     parser.add_argument("--mu", type=float, default=1.5, help="μ, positive weight in that BCE (default 1.5)")
@@ -292,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--format", choices=["ucf101", "kinetics", "manifest"], default=None,
                       help="dataset layout; detected when not given")
     prep.add_argument("--clip-len", type=int, default=16, help="frames per clip (default 16, as the paper)")
-    prep.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112)")
+    prep.add_argument("--size", type=_size, default=112,
+                      help="resize: S (short side S, the centre SxS kept; default 112) or HxW (e.g. 128x171, "
+                           "aspect ratio ignored); checkpoints trained on the shards record it")
     prep.add_argument("--stride", type=int, default=1, help="temporal step between sampled frames (default 1)")
     _add_storage_options(prep)
     prep.set_defaults(run=_prepare)
@@ -300,11 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--input", required=True, help="video prefix, or a manifest / dataset (local or s3://)")
     lab.add_argument("--output", required=True, help="output folder for the Parquet labels (local or s3://)")
     lab.add_argument("--teacher", required=True, help="teacher checkpoint directory")
-    lab.add_argument("--student", default=None, help="student checkpoint directory (needed by --strategy condi)")
+    lab.add_argument("--student", default=None,
+                     help="student checkpoint directory (needed by the strategies that rank clips by its score)")
     lab.add_argument("--k", type=int, default=5, help="clips per video (default 5)")
     lab.add_argument("--k-student", type=int, default=0, help="of them, clips labelled by the student (Fig. 2c)")
-    lab.add_argument("--strategy", choices=["condi", "dense", "equidistant", "random"], default="condi",
-                     help="clip selection (default condi: the student's confidence)")
+    lab.add_argument("--strategy", choices=[*LABEL_STRATEGIES, *ALIASES], default="condi_sr", metavar="STRATEGY",
+                     help=f"clip selection: {', '.join(LABEL_STRATEGIES)} (default condi_sr: the student's "
+                          "confidence, Fig. 2b; condi is accepted for it)")
     lab.add_argument("--weighting", choices=["mean", "confidence"], default="mean",
                      help="average the teacher's clips plainly or weighted by the student's confidence")
     lab.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
@@ -355,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--clips", required=True, help="clip shards from `raycondi prepare` (local or s3://)")
     ev.add_argument("--teacher", required=True, help="teacher checkpoint directory")
     ev.add_argument("--student", action="append", default=[], metavar="METHOD=CHECKPOINT",
-                    help="a distilled student (condi_sr, st_ent, st_conf or bce_conf); repeat for each")
+                    help=f"a distilled student ({', '.join(METHODS)}); repeat for each")
     ev.add_argument("--k", type=_ks, default=[1, 3, 5, 7], help="clips per video, comma-separated (default 1,3,5,7)")
     ev.add_argument("--out", required=True, help="output folder for the tables, plots and report.md")
     ev.add_argument("--split", choices=["train", "val", "test"], default="test", help="split to evaluate")

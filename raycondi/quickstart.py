@@ -11,7 +11,8 @@ machine), printing a progress line per step:
    runs at once (:func:`training_slots`);
 6. :func:`~raycondi.evaluation.evaluate` -- Tables III-V, AUROCs, plots at every K of ``ks`` (Ray Data);
 7. :func:`~raycondi.pipeline.label.label_videos` -- the test videos labelled to Parquet by the teacher on
-   the ConDi-SR student's K most confident clips, K the best of the evaluation (Ray Data).
+   the ConDi-SR student's K most confident clips, K the best of the evaluation (Ray Data); the labels'
+   accuracy is printed beside Table III's ConDi-SR row at that K, which it must equal.
 
 Every step is skipped when its output is already under ``workdir`` (training resumes from its last
 checkpoint, labelling labels only the missing videos), so an interrupted run continues where it stopped.
@@ -31,24 +32,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pyarrow.parquet as pq
 import ray
 from ray.data import DataContext
 
+from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.shards import prepare
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.evaluation import EvaluateConfig, evaluate
 from raycondi.models.checkpoint import CONFIG_FILE
-from raycondi.pipeline.label import LabelConfig, LabelSummary, label_videos
+from raycondi.pipeline import LabelConfig, LabelSummary, label_videos
+from raycondi.pipeline.sink import output_files
+from raycondi.strategies import METHODS
 from raycondi.train.distill import DistillConfig, distill
 from raycondi.train.outputs import compute_teacher_logits
 from raycondi.train.presets import PRESETS
 from raycondi.train.teacher import TeacherConfig, train_teacher
 from raycondi.video.decode import ClipSpec
-from raycondi.video.storage import exists, join, read_bytes
+from raycondi.video.storage import exists, join, read_bytes, resolve
 
-__all__ = ["METHODS", "QuickstartConfig", "QuickstartSummary", "best_k", "quickstart", "training_slots"]
+__all__ = ["QuickstartConfig", "QuickstartSummary", "best_k", "label_accuracy", "quickstart", "training_slots"]
 
-METHODS: tuple[str, ...] = ("condi_sr", "st_ent", "st_conf", "bce_conf")
 _SMALL = PRESETS["small"]
 _T = TypeVar("_T")
 
@@ -108,7 +112,8 @@ class QuickstartConfig:
 
 @dataclass(frozen=True)
 class QuickstartSummary:
-    """Where the outputs are, the label run's summary, Table III (Markdown) and seconds per step."""
+    """Where the outputs are, the label run's summary, Table III (Markdown), seconds per step, and the labels'
+    accuracy on the test videos beside Table III's ConDi-SR accuracy at the K they were labelled with."""
 
     workdir: str
     outputs: Mapping[str, str]
@@ -116,6 +121,8 @@ class QuickstartSummary:
     table_iii: str
     labels: LabelSummary
     seconds: Mapping[str, float] = field(default_factory=dict)
+    labels_accuracy: float = float("nan")
+    table_accuracy: float = float("nan")
 
 
 def _step(number: int, total: int, title: str, seconds: dict[str, float], run: Callable[[], _T]) -> _T:
@@ -132,12 +139,27 @@ def _trained(out: str) -> bool:
     return exists(join(out, "model", CONFIG_FILE))
 
 
+def _condi_sr_rows(accuracy_csv: str) -> dict[int, float]:
+    rows = csv.DictReader(io.StringIO(accuracy_csv))
+    return {int(r["k"]): float(r["accuracy"]) for r in rows if r["strategy"] == "condi_sr" and r["k"] != "all"}
+
+
 def best_k(accuracy_csv: str, ks: tuple[int, ...]) -> int:
     """The K of ``ks`` where ConDi-SR's video accuracy in ``accuracy.csv`` is highest (the smallest on a tie);
     1 when the file has no ConDi-SR row."""
-    rows = [r for r in csv.DictReader(io.StringIO(accuracy_csv)) if r["strategy"] == "condi_sr" and r["k"] != "all"]
-    scored = [(float(r["accuracy"]), -int(r["k"])) for r in rows if int(r["k"]) in ks]
+    scored = [(accuracy, -k) for k, accuracy in _condi_sr_rows(accuracy_csv).items() if k in ks]
     return -max(scored)[1] if scored else 1
+
+
+def label_accuracy(labels: str, dataset: str) -> float:
+    """The share of the ok rows under the labelling output ``labels`` whose ``label`` is the video's class in
+    ``dataset`` (its layout as ``read_dataset`` reads it)."""
+    truth = dict(zip(*(read_dataset(dataset)[c].to_pylist() for c in ("video_id", "label")), strict=True))
+    filesystem, _ = resolve(labels)
+    rows = [row for f in output_files(labels, None)
+            for row in pq.read_table(resolve(f)[1], filesystem=filesystem, columns=["video_id", "status", "label"])
+            .to_pylist() if row["status"] == "ok"]
+    return sum(row["label"] == truth[row["video_id"]] for row in rows) / len(rows) if rows else float("nan")
 
 
 def training_slots(cpus: int, runs: int) -> tuple[int, float]:
@@ -194,7 +216,7 @@ def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, f
 
     _step(1, total, f"generate the synthetic benchmark ({config.videos} videos, {config.classes} classes)",
           seconds, data)
-    _step(2, total, f"prepare clip shards ({config.clip_len}x{config.size}x{config.size})", seconds, shards)
+    _step(2, total, f"prepare clip shards ({config.clip_len} frames, short side {config.size})", seconds, shards)
     _step(3, total, f"train the teacher ({config.teacher_epochs} epochs)", seconds, teach)
     _step(4, total, "compute the teacher's logits", seconds,
           lambda: compute_teacher_logits(outputs["clips"], teacher))
@@ -204,18 +226,23 @@ def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, f
                        lambda: evaluate(EvaluateConfig(
                            clips=outputs["clips"], teacher=teacher, out=outputs["eval"], ks=config.ks,
                            students={m: join(outputs[m], "model") for m in METHODS})))
-    k = best_k(read_bytes(join(outputs["eval"], "accuracy.csv")).decode(), config.ks)
+    accuracy = read_bytes(join(outputs["eval"], "accuracy.csv")).decode()
+    k = best_k(accuracy, config.ks)
     labels = _step(7, total, f"label the test videos (ConDi-SR, K = {k})", seconds,
                    lambda: label_videos(LabelConfig(
                        input=outputs["videos"], output=outputs["labels"], teacher=teacher,
-                       student=join(outputs["condi_sr"], "model"), k=k, strategy="condi", split="test")))
-    return QuickstartSummary(config.workdir, outputs, k, evaluation.table_iii, labels, seconds)
+                       student=join(outputs["condi_sr"], "model"), k=k, strategy="condi_sr", split="test")))
+    return QuickstartSummary(config.workdir, outputs, k, evaluation.table_iii, labels, seconds,
+                             label_accuracy(outputs["labels"], outputs["videos"]),
+                             _condi_sr_rows(accuracy).get(k, float("nan")))
 
 
 def _print_summary(summary: QuickstartSummary) -> None:
     outputs = summary.outputs
     print(f"\nTable III: video accuracy (%) on the test videos ({outputs['eval']}/accuracy.md)")
     print(summary.table_iii)
+    print(f"\nThe labels ({outputs['labels']}): {100 * summary.labels_accuracy:.1f} % of the test videos right; "
+          f"Table III's ConDi-SR at K = {summary.best_k}: {100 * summary.table_accuracy:.1f} %")
     print(f"\nquickstart done in {sum(summary.seconds.values()):.0f} s. Outputs under {summary.workdir}:")
     for name, where in (
         ("synthetic videos (UCF-101 layout) and ground_truth.parquet", outputs["videos"]),

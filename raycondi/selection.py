@@ -14,9 +14,12 @@ The module separates **which clips** from **how to aggregate**:
   :func:`predictive_entropy` and :func:`max_prob` need only the scores, so the labelling pipeline,
   which knows the student's scores before it runs the teacher, calls exactly these;
 * :func:`aggregate` turns the chosen clips' prediction vectors into the video's probabilities;
-* the rules -- :func:`dense`, :func:`random_k`, :func:`equidistant_k`, :func:`max_prob_k`,
-  :func:`entropy_k`, :func:`confidence_k`, :func:`split_k`, :func:`oracle_k` -- compose the two on
-  full arrays (as the evaluation has them) and return a :class:`Selection`.
+* the rules -- :func:`dense`, :func:`random_k`, :func:`equidistant_k`, :func:`score_k` (the samplers,
+  by a per-clip score), :func:`split_k`, :func:`oracle_k` -- compose the two on full arrays (as the
+  evaluation has them) and return a :class:`Selection`; :mod:`raycondi.strategies` says which strategy
+  applies which rule with which score;
+* :func:`video_rng` is the per-video random generator of ``random_k``, shared by the evaluation and the
+  labelling job so that both draw the same clips.
 
 Conventions shared by every rule:
 
@@ -33,6 +36,7 @@ Conventions shared by every rule:
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Literal
@@ -53,11 +57,10 @@ __all__ = [
     "dense",
     "random_k",
     "equidistant_k",
-    "max_prob_k",
-    "entropy_k",
-    "confidence_k",
+    "score_k",
     "split_k",
     "oracle_k",
+    "video_rng",
 ]
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +149,7 @@ def _ranked(scores: np.ndarray, k: int, *, highest: bool) -> np.ndarray:
 def predictive_entropy(probs: ArrayLike) -> np.ndarray:
     """Per-clip predictive entropy ``H_i = −Σ_c p_ic log p_ic`` (natural log, ``0 log 0 = 0``), ``(N,)``.
 
-    Used with the *student's* probabilities for ST-Ent (:func:`entropy_k`) and for the student's
+    Used with the *student's* probabilities for ST-Ent (ranked lowest first) and for the student's
     share of :func:`split_k` (lower entropy = the student is surer of itself).
     """
     p = _as_probs("probs", probs)
@@ -166,6 +169,12 @@ def top_k(scores: ArrayLike, k: int) -> np.ndarray:
 def bottom_k(scores: ArrayLike, k: int) -> np.ndarray:
     """Indices of the ``min(k, N)`` lowest scores, lowest first; ties by lower clip index first."""
     return _ranked(_as_scores("scores", scores), _check_k("k", k), highest=False)
+
+
+def video_rng(seed: int, video_id: str) -> np.random.Generator:
+    """The generator :func:`random_indices` draws one video's clips from: ``default_rng([seed,
+    crc32(video_id)])``, so that a video gets the same clips in every run, on every worker, whatever the order."""
+    return np.random.default_rng([seed, zlib.crc32(video_id.encode())])
 
 
 def random_indices(n: int, k: int, rng: np.random.Generator | int) -> np.ndarray:
@@ -287,24 +296,12 @@ def equidistant_k(teacher_probs: ArrayLike, k: int) -> Selection:
     return _teacher_rule(teacher, equidistant_indices(teacher.shape[0], k))
 
 
-def max_prob_k(teacher_probs: ArrayLike, student_probs: ArrayLike, k: int) -> Selection:
-    """SCSampler-style: the K clips with the highest student max softmax probability, teacher mean."""
+def score_k(teacher_probs: ArrayLike, scores: ArrayLike, k: int) -> Selection:
+    """The K clips with the highest per-clip score, teacher mean: Fig. 2b with z̃ (ConDi-SR, BCE-Conf,
+    ST-Conf), ST-Ent with the student's negative entropy, MaxProb (SCSampler-style) with its max softmax
+    probability. The scores of each strategy are :func:`raycondi.strategies.clip_scores`."""
     teacher = _as_probs("teacher_probs", teacher_probs)
-    scores = max_prob(_as_probs("student_probs", student_probs, teacher.shape))
-    return _teacher_rule(teacher, _ranked(scores, _check_k("k", k), highest=True))
-
-
-def entropy_k(teacher_probs: ArrayLike, student_probs: ArrayLike, k: int) -> Selection:
-    """ST-Ent: the K clips with the lowest student predictive entropy, teacher mean."""
-    teacher = _as_probs("teacher_probs", teacher_probs)
-    scores = predictive_entropy(_as_probs("student_probs", student_probs, teacher.shape))
-    return _teacher_rule(teacher, _ranked(scores, _check_k("k", k), highest=False))
-
-
-def confidence_k(teacher_probs: ArrayLike, confidence: ArrayLike, k: int) -> Selection:
-    """Fig. 2b (ConDi-SR, BCE-Conf, ST-Conf): the K clips with the highest z̃, teacher mean."""
-    teacher = _as_probs("teacher_probs", teacher_probs)
-    scores = _as_scores("confidence", confidence, teacher.shape[0])
+    scores = _as_scores("scores", scores, teacher.shape[0])
     return _teacher_rule(teacher, _ranked(scores, _check_k("k", k), highest=True))
 
 

@@ -76,24 +76,28 @@ def test_decode_throughput_smoke(tmp_path, benchmarks):
 def test_label_throughput_smoke(tmp_path, benchmarks, ray_runtime):
     out = tmp_path / "label.json"
     record = benchmarks("label_throughput").main([
-        "--videos", "3", "--seconds", "4", "--width", "64", "--height", "48", "--classes", "3", "--clip-len", "4",
+        "--videos", "12", "--seconds", "4", "--width", "64", "--height", "48", "--classes", "3", "--clip-len", "4",
         "--size", "32", "--ks", "1", "--teacher-arch", "shufflenetv2_3d", "--student-width", "0.25",
-        "--skim-step", "2", "--workdir", str(tmp_path), "--out", str(out)])
+        "--skim-step", "2", "--evaluate", "--workdir", str(tmp_path), "--out", str(out)])
     assert json.loads(out.read_text()) == record
     rows = {(r["strategy"], r["k"], r["student_frame_step"]): r for r in record["rows"]}
-    assert set(rows) == {("dense", "all", 1), ("equidistant", 1, 1), ("condi", 1, 1), ("condi", 1, 2)}
-    skim = rows.pop(("condi", 1, 2))
-    assert skim["clips_scored"] == 75 and skim["clips_to_teacher"] == 3 and skim["student_s"] > 0
+    assert set(rows) == {("dense", "all", 1), ("equidistant", 1, 1), ("condi_sr", 1, 1), ("condi_sr", 1, 2)}
+    skim = rows.pop(("condi_sr", 1, 2))
+    assert "evaluate_accuracy" not in skim  # evaluate ran the first student only
+    assert skim["clips_scored"] == 12 * 25 and skim["clips_to_teacher"] == 12 and skim["student_s"] > 0
     rows = {key[:2]: row for key, row in rows.items()}
     dense = rows["dense", "all"]
-    assert all(r["videos"] == 3 and r["errors"] == 0 for r in rows.values())
-    assert dense["clips_to_teacher"] == rows["condi", 1]["clips_scored"] == 3 * 25  # 4 s at 25 fps: 25 clips of 4
-    assert rows["condi", 1]["clips_to_teacher"] == rows["equidistant", 1]["clips_to_teacher"] == 3
-    assert all(r["frames_decoded"] == 3 * 100 for r in rows.values())  # every strategy decodes every frame
-    assert rows["condi", 1]["clips_to_teacher_vs_dense"] == pytest.approx(3 / 75, abs=1e-3)
-    assert rows["condi", 1]["student_s"] > 0 and rows["equidistant", 1]["student_s"] == 0
+    assert all(r["videos"] == 12 and r["errors"] == 0 for r in rows.values())
+    assert dense["clips_to_teacher"] == rows["condi_sr", 1]["clips_scored"] == 12 * 25  # 4 s at 25 fps: 25 clips of 4
+    assert rows["condi_sr", 1]["clips_to_teacher"] == rows["equidistant", 1]["clips_to_teacher"] == 12
+    assert all(r["frames_decoded"] == 12 * 100 for r in rows.values())  # every strategy decodes every frame
+    assert rows["condi_sr", 1]["clips_to_teacher_vs_dense"] == pytest.approx(1 / 25, abs=1e-3)
+    assert all(r["test_videos"] > 0 for r in rows.values())
+    assert rows["condi_sr", 1]["student_s"] > 0 and rows["equidistant", 1]["student_s"] == 0
     assert all(0 <= r["accuracy"] <= 1 for r in rows.values())
+    # the labels of the test videos are evaluate's: the same accuracy for every strategy
+    assert all(r["test_accuracy"] == pytest.approx(r["evaluate_accuracy"], abs=1e-4) for r in rows.values())
     # the models' seconds over (wall seconds x the 2 CPUs of the test's Ray)
     for r in rows.values():
         assert r["busy_share"] == pytest.approx((r["student_s"] + r["teacher_s"]) / (r["seconds"] * 2), abs=2e-3)
-    assert 0 < rows["condi", 1]["busy_share"] < 1
+    assert 0 < rows["condi_sr", 1]["busy_share"] < 1

@@ -17,6 +17,7 @@ from raycondi.models import (
     build_student,
     for_inference,
     load_checkpoint,
+    read_checkpoint_config,
     save_checkpoint,
 )
 
@@ -97,10 +98,61 @@ def test_config_json_is_readable(saved):
         "class_names": ["jump", "run", "wave"],
         "clip_len": 4,
         "crop_size": 32,
+        "resize": 32,
         "frame_step": 1,
         "mean": [0.5, 0.5, 0.5],
         "std": [0.25, 0.25, 0.25],
     }
+
+
+@pytest.mark.parametrize("resize", [40, (128, 171)])
+def test_the_resize_travels_with_the_weights(tmp_path, resize):
+    student, config = _trained_student()
+    config = CheckpointConfig(**{**config.__dict__, "resize": resize})
+    save_checkpoint(student, str(tmp_path), config)
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["resize"] == (list(resize) if isinstance(resize, tuple) else resize)
+    loaded = read_checkpoint_config(str(tmp_path))
+    assert loaded == config and loaded.resize == resize
+    assert loaded.frame_size == ((40, 40) if resize == 40 else (128, 171))
+
+
+def test_a_config_without_resize_loads_and_says_what_it_assumed(saved, caplog):
+    _, config, directory = saved
+    path = os.path.join(directory, "config.json")
+    with open(path) as f:
+        data = json.load(f)
+    del data["resize"]  # as written before raycondi recorded the resize
+    with open(path, "w") as f:
+        json.dump(data, f)
+    caplog.set_level("WARNING", logger="raycondi.checkpoint")
+    loaded = read_checkpoint_config(directory)
+    assert loaded.resize == 32 and loaded == config
+    assert caplog.messages == [
+        f"{path} records no resize (written before raycondi recorded its preprocessing): assuming frames resized to "
+        'a short side of crop_size = 32 pixels; if the model was trained on `prepare --size S` clip shards, add '
+        '"resize": S to it']
+    load_checkpoint(directory)  # once per file and process
+    assert len(caplog.messages) == 1
+
+
+def test_read_checkpoint_config_reads_no_weights(saved):
+    _, config, directory = saved
+    os.remove(os.path.join(directory, "model.pt"))
+    assert read_checkpoint_config(directory) == config
+    with pytest.raises(CheckpointError, match="model.pt: missing"):
+        load_checkpoint(directory)
+
+
+@pytest.mark.parametrize("resize, message", [
+    (24, "resize 24 gives 24x24 frames, smaller than crop_size 32"),
+    ((40, 30), r"resize \(40, 30\) gives 40x30 frames, smaller than crop_size 32"),
+    ((40,), r"resize must be a short side S or a pair \(H, W\) of pixels, got \(40,\)"),
+    (40.0, "resize must be a short side S or a pair"),
+])
+def test_bad_resize_is_refused(resize, message):
+    with pytest.raises(ValueError, match=message):
+        CheckpointConfig("resnet3d", 3, crop_size=32, resize=resize)
 
 
 def test_plain_model_round_trip_unwraps_data_parallel(tmp_path):
@@ -281,7 +333,7 @@ def test_config_validation():
 def test_for_inference_lays_out_cpu_weights_and_predicts_the_same(name, kwargs):
     torch.manual_seed(0)
     model = build_student(name, 5, **kwargs)
-    x = torch.rand(2, 4, 32, 32, 3).permute(0, 4, 1, 2, 3)  # as to_model_input builds it: (B, T, H, W, 3) permuted
+    x = torch.rand(2, 4, 32, 32, 3).permute(0, 4, 1, 2, 3)  # a (B, T, H, W, 3) clip batch permuted
     with torch.inference_mode():
         expected = model.eval()(x.contiguous())
         fast = for_inference(model, "cpu")

@@ -134,6 +134,31 @@ def test_resize_short_side_and_centre_crop(tmp_path):
     assert row[22, 2] > 200 and row[22, 1] < 60  # column 22 is column 34: blue
 
 
+def test_resize_to_a_fixed_height_and_width(tmp_path):
+    # the same thirds resized to 30x60 as a whole, aspect ratio ignored (torchvision's 128x171 rule): every
+    # third keeps its 20 columns, nothing is cropped
+    frame = np.zeros((48, 96, 3), np.uint8)
+    frame[:, :32, 0], frame[:, 32:64, 1], frame[:, 64:, 2] = 255, 255, 255
+    path = write_video(tmp_path / "thirds.mkv", [frame] * 4, codec="mjpeg")
+    (clip,) = iter_clips(str(path), clip_len=4, size=(30, 60))
+    assert clip.frames.shape == (4, 30, 60, 3)
+    row = clip.frames[0, 15].astype(int)
+    assert row[2, 0] > 200 and row[17, 0] > 200 and row[17, 1] < 60  # columns 0-19: red
+    assert row[22, 1] > 200 and row[37, 1] > 200 and row[37, 2] < 60  # columns 20-39: green
+    assert row[42, 2] > 200 and row[57, 2] > 200 and row[57, 1] < 60  # columns 40-59: blue
+
+
+@pytest.mark.parametrize(("rotation", "shape"), [(None, (20, 30)), (-90, (20, 30))])
+def test_fixed_resize_is_of_the_displayed_picture(tmp_path, rotation, shape):
+    # a 64x48 video shown rotated a quarter turn is 48 wide and 64 high; the (20, 30) resize is of what is shown
+    path = write_video(tmp_path / "rot.mp4", quadrant_frames(4, 64, 48), rotation=rotation)
+    (clip,) = iter_clips(str(path), clip_len=4, size=(20, 30))
+    assert clip.frames.shape == (4, *shape, 3)
+    grey = clip.frames[0].mean(axis=-1)
+    corner = (0, -1) if rotation else (0, 0)  # the white quadrant: top right once rotated clockwise
+    assert grey[corner] > 200
+
+
 # --- variable frame rate, odd sizes, rotation, audio -----------------------------------------------------
 
 

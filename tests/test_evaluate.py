@@ -21,7 +21,6 @@ from raycondi import selection
 from raycondi.cli import main
 from raycondi.evaluation import report
 from raycondi.evaluation.tables import (
-    STRATEGIES,
     VideoClips,
     ambiguity_rows,
     clean_clips,
@@ -30,13 +29,13 @@ from raycondi.evaluation.tables import (
     results,
     select,
     strategies_for,
-    video_rng,
 )
 from raycondi.evaluation.timing import ClipCosts, ClipCounts, clip_counts, video_seconds
-from raycondi.pipeline.label import select_clips
+from raycondi.pipeline import select_clips
+from raycondi.selection import video_rng
+from raycondi.strategies import METHODS, names
 from raycondi.video.decode import Clip
 
-METHODS = ("condi_sr", "st_ent", "st_conf", "bce_conf")
 KS = (1, 3)
 
 
@@ -107,7 +106,7 @@ def test_every_strategy_and_k_hand_computed():
 
 
 def test_strategies_follow_the_students_given():
-    assert strategies_for(METHODS) == STRATEGIES
+    assert strategies_for(METHODS) == names()
     assert strategies_for(["st_ent"]) == ("oracle", "random", "equidistant", "max_prob", "st_ent", "dense")
     assert strategies_for([]) == ("oracle", "random", "equidistant", "dense")
 
@@ -199,7 +198,8 @@ def counted(clips, tally: list[int]):
 
 @pytest.mark.parametrize("n", [2, 6])
 @pytest.mark.parametrize("strategy,k,k_student", [
-    *((s, k, 0) for s in ("dense", "equidistant", "random", "condi") for k in (1, 3)), ("condi", 3, 1), ("condi", 4, 4),
+    *((s, k, 0) for s in ("dense", "equidistant", "random", "condi_sr") for k in (1, 3)), ("condi_sr", 3, 1),
+    ("condi_sr", 4, 4),
 ])
 def test_timing_model_counts_what_the_labelling_job_counts(strategy, k, k_student, n):
     confidence = np.array([0.3, 0.9, 0.1, 0.8, 0.5, 0.7])[:n]
@@ -215,10 +215,9 @@ def test_timing_model_counts_what_the_labelling_job_counts(strategy, k, k_studen
     decoded = [0]
     chosen = select_clips(counted(make_clips(n), decoded), strategy, k, k_student, scorer=scorer,
                           batch_size=4, rng=video_rng(0, "v"))
-    name = "condi_sr" if strategy == "condi" else strategy
     v = VideoClips("v", 0, teacher_rows([0] * n), {"condi_sr": probs}, {"condi_sr": confidence})
-    ours = select(v, name, k, k_student=k_student)
-    counts = clip_counts(name, n, ours)
+    ours = select(v, strategy, k, k_student=k_student)
+    counts = clip_counts(strategy, n, ours)
     # the labelling job: clips decoded, scored by the student, and sent to TeacherPredict (its teacher_clips)
     assert counts == ClipCounts(decoded[0], scored[0], len(chosen.teacher_clips))
     np.testing.assert_array_equal(np.sort(ours.teacher_clips), np.sort(chosen.teacher_clips))
@@ -343,7 +342,7 @@ def shards(tmp_path_factory, ray_runtime):
                      workers=1)
     prepare(str(root / "videos"), str(root / "clips"), clip=ClipSpec(clip_len=CLIP_LEN, size=SIZE))
     torch.manual_seed(0)
-    common = dict(num_classes=3, clip_len=CLIP_LEN, crop_size=CROP)
+    common = dict(num_classes=3, clip_len=CLIP_LEN, crop_size=CROP, resize=SIZE)
     save_checkpoint(build_model("shufflenetv2_3d", 3, width=0.25), str(root / "teacher"),
                     CheckpointConfig("shufflenetv2_3d", model_kwargs={"width": 0.25}, **common))
     for method, frame_step in (("condi_sr", 2), ("st_ent", 1)):  # the ConDi-SR student skims every other frame
@@ -388,6 +387,20 @@ def test_evaluate_command_end_to_end(shards, capsys):
     assert os.path.exists(out / "report.md") and os.path.exists(out / "costs.json")
     costs = json.load(open(out / "costs.json"))
     assert set(costs["skim_decode_s"]) == {"condi_sr"} and costs["skim_decode_s"]["condi_sr"] > 0
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_resize_is_refused_before_any_model_runs(shards, capsys):
+    from raycondi.models import build_model, save_checkpoint
+    from raycondi.models.checkpoint import CheckpointConfig
+
+    other = shards / "teacher_at_crop_size"  # as saved before checkpoints recorded their resize
+    save_checkpoint(build_model("shufflenetv2_3d", 3, width=0.25), str(other), CheckpointConfig(
+        "shufflenetv2_3d", 3, model_kwargs={"width": 0.25}, clip_len=CLIP_LEN, crop_size=CROP))
+    code = main(["evaluate", "--clips", str(shards / "clips"), "--teacher", str(other), "--out", str(shards / "x")])
+    assert code == 2
+    assert f"{other}: resize {CROP} differs from the shards' --size {SIZE}" in capsys.readouterr().err
+    assert not (shards / "x").exists()
 
 
 def test_unusable_inputs_exit_2_naming_the_problem(tmp_path, capsys):

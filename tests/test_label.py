@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,7 @@ from raycondi.models import (
     build_student,
     for_inference,
     load_checkpoint,
+    model_input,
     save_checkpoint,
 )
 from raycondi.pipeline import (
@@ -38,10 +40,12 @@ from raycondi.pipeline import (
     labelled_ids,
     list_videos,
     select_clips,
+    topk,
     video_prediction,
 )
-from raycondi.pipeline import label as label_module
-from raycondi.pipeline.label import ScoreSelectPredict, _clip_spec, plan_pools, to_model_input
+from raycondi.pipeline.label import check_models
+from raycondi.pipeline.plan import plan_pools
+from raycondi.pipeline.stages import ScoreSelectPredict
 from raycondi.video.decode import Clip, iter_clips
 from raycondi.video.storage import list_files, read_bytes, resolve
 from tests.videos import gradient_frames, level_frames, level_index, write_audio_only, write_video
@@ -107,16 +111,14 @@ def expected_selection(uri: str, teacher_dir: str, student_dir: str, config: Lab
     """What the evaluation's selection rule says for one video, from per-clip outputs computed here."""
     (student, s_cfg), (teacher, t_cfg) = load_checkpoint(student_dir), load_checkpoint(teacher_dir)
     student, teacher = for_inference(student), for_inference(teacher)  # the pipeline's layout and batches: same numerics
-    frames = np.stack([c.frames for c in iter_clips(uri, s_cfg.clip_len, s_cfg.crop_size)])
+    frames = np.stack([c.frames for c in iter_clips(uri, s_cfg.clip_len, s_cfg.resize)])
     probs, conf, teacher_probs = [], [], []
     with torch.inference_mode():
         for i in range(0, len(frames), config.student_batch_size):
-            batch = frames[i:i + config.student_batch_size, ::s_cfg.frame_step]  # a skimming student's frames
-            logits, z = student(to_model_input(batch, s_cfg.mean, s_cfg.std))
+            logits, z = student(model_input(frames[i:i + config.student_batch_size], s_cfg))  # every frame_step-th
             probs.append(logits.softmax(1).numpy())
             conf.append(z.sigmoid().numpy())
-        teacher_input = to_model_input(frames[:, ::t_cfg.frame_step], t_cfg.mean, t_cfg.std)
-        teacher_probs = teacher(teacher_input).softmax(1).numpy()
+        teacher_probs = teacher(model_input(frames, t_cfg)).softmax(1).numpy()
     return selection.split_k(teacher_probs, np.concatenate(probs), np.concatenate(conf), config.k, config.k_student)
 
 
@@ -139,7 +141,7 @@ def test_select_clips_condi_is_the_selection_rule(batch_size, k, k_student):
     # ties at 0.5 (clips 2, 5, 8) are broken by the lower index, as selection.top_k does
     confidence = [0.1, 0.9, 0.5, 0.3, 0.95, 0.5, 0.2, 0.7, 0.5, 0.6]
     scorer = fake_scorer(confidence)
-    chosen = select_clips(make_clips(10), "condi", k, k_student, scorer=scorer, batch_size=batch_size)
+    chosen = select_clips(make_clips(10), "condi_sr", k, k_student, scorer=scorer, batch_size=batch_size)
     student_probs, _ = scorer(np.stack([c.frames for c in make_clips(10)]))
     want_student, want_teacher = selection.split_indices(
         selection.predictive_entropy(student_probs), confidence, k, k_student
@@ -153,16 +155,30 @@ def test_select_clips_condi_is_the_selection_rule(batch_size, k, k_student):
 
 
 def test_select_clips_condi_hand_computed():
+    # "condi", the name label used before the strategy table, still means condi_sr
     chosen = select_clips(make_clips(5), "condi", 2, scorer=fake_scorer([0.2, 0.8, 0.8, 0.1, 0.9]), batch_size=2)
     assert chosen.teacher_clips.tolist() == [4, 1]  # 0.9, then 0.8 at index 1 before 0.8 at index 2
     assert chosen.student_clips.tolist() == []
+
+
+@pytest.mark.parametrize("strategy, expected", [
+    # fake_scorer's probabilities peak on class index % 3 by index + 1: entropy falls and max prob rises with
+    # the index, so both rank the last clips first; bce_conf and st_conf rank by z~ as condi_sr does
+    ("st_ent", [4, 3]), ("max_prob", [4, 3]), ("bce_conf", [4, 1]), ("st_conf", [4, 1]),
+])
+def test_select_clips_ranks_by_the_strategy_tables_score(strategy, expected):
+    chosen = select_clips(make_clips(5), strategy, 2, scorer=fake_scorer([0.2, 0.8, 0.8, 0.1, 0.9]), batch_size=2)
+    assert chosen.teacher_clips.tolist() == expected
+    assert [int(f[0, 0, 0, 0]) for f in chosen.teacher_frames] == expected
+    with pytest.raises(ValueError, match="only condi_sr splits"):
+        select_clips(make_clips(5), strategy, 2, 1, scorer=fake_scorer([0.2, 0.8, 0.8, 0.1, 0.9]))
 
 
 def test_select_clips_on_skim_clips_scores_the_skim_and_keeps_whole_clips(tmp_path, monkeypatch):
     """Skim clips (every 2nd frame converted): the student sees frames 0 and 2 of each clip, the teacher gets
     the K chosen clips whole, and past ``_PENDING_BYTES`` of held pictures a batch is scored early."""
     path = str(write_video(tmp_path / "levels.mp4", level_frames(24, 64, 48)))  # 6 clips of 4 frames
-    monkeypatch.setattr(label_module, "_PENDING_BYTES", 1)  # every clip's pictures pass it: batches of one
+    monkeypatch.setattr(topk, "PENDING_BYTES", 1)  # every clip's pictures pass it: batches of one
     seen, batches = [], []
 
     def scorer(frames):  # confidence from the first frame's index, permuted so the best clips are not the last
@@ -171,7 +187,7 @@ def test_select_clips_on_skim_clips_scores_the_skim_and_keeps_whole_clips(tmp_pa
         first = np.array([level_index(clip[0].mean()) for clip in frames])
         return np.full((len(frames), 3), 1 / 3), ((first // 4 * 5) % 6 / 6).astype(np.float32)
 
-    chosen = select_clips(iter_clips(path, CLIP_LEN, CROP, skim_step=2), "condi", 2, scorer=scorer, batch_size=16)
+    chosen = select_clips(iter_clips(path, CLIP_LEN, CROP, skim_step=2), "condi_sr", 2, scorer=scorer, batch_size=16)
     assert batches == [1] * 6
     assert seen == [[4 * i, 4 * i + 2] for i in range(6)]
     # confidences of clips 0..5 (first frames 0, 4, ..., 20): (0, 5, 10, 15, 20, 25) % 6 / 6 = 0, 5/6, 4/6, ...
@@ -189,7 +205,7 @@ def test_select_clips_holds_k_clips_not_n():
         most_alive = max(most_alive, sum(r() is not None for r in created))
         return fake_scorer(list(np.linspace(0, 1, 200)))(frames)
 
-    select_clips(make_clips(200, created), "condi", 5, scorer=scorer, batch_size=4)
+    select_clips(make_clips(200, created), "condi_sr", 5, scorer=scorer, batch_size=4)
     assert most_alive <= 5 + 4 + 1  # heap + pending batch + the clip being assembled, not 200
 
 
@@ -215,7 +231,7 @@ def test_each_model_sees_every_frame_step_th_frame(tmp_path, student_step, teach
     teacher, student = save_models(str(tmp_path / "models"), frame_step=student_step, teacher_frame_step=teacher_step)
     config = LabelConfig(str(tmp_path / "videos"), str(tmp_path / "out"), teacher, student, k=2, k_student=1,
                          student_batch_size=3)
-    clip, models = _clip_spec(config)
+    clip, models = check_models(config)
     stage = ScoreSelectPredict(config, clip, models)
     assert stage.score_and_select.skim_step == student_step
     rows = stage(list_videos(config.input)).to_pylist()
@@ -239,15 +255,6 @@ def test_video_prediction_hand_computed():
     assert weighted["score"] == pytest.approx(1.12 / 3)
 
 
-def test_to_model_input_normalises_and_permutes():
-    frames = np.zeros((2, 4, 3, 3, 3), np.uint8)
-    frames[1, 2, 0, 1, 0] = 255
-    x = to_model_input(frames, (0.5, 0.5, 0.5), (0.5, 0.25, 0.5))
-    assert x.shape == (2, 3, 4, 3, 3)
-    assert x[1, 0, 2, 0, 1].item() == pytest.approx(1.0)
-    assert x[1, 1, 2, 0, 1].item() == pytest.approx(-2.0)
-
-
 def test_label_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="k_student must be between 0 and k=2"):
         LabelConfig("in", "out", "t", "s", k=2, k_student=3)
@@ -256,6 +263,11 @@ def test_label_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="needs a student checkpoint"):
         LabelConfig("in", "out", "t")
     LabelConfig("in", "out", "t", strategy="dense")  # the teacher-only strategies need no student
+    assert LabelConfig("in", "out", "t", "s", strategy="condi").strategy == "condi_sr"
+    with pytest.raises(ValueError, match="k_student needs strategy='condi_sr'"):
+        LabelConfig("in", "out", "t", "s", strategy="st_ent", k=3, k_student=1)
+    with pytest.raises(ValueError, match="weighting='confidence' needs a strategy ranking clips by z~"):
+        LabelConfig("in", "out", "t", "s", strategy="st_ent", weighting="confidence")
     with pytest.raises(ValueError, match="stages must be one of"):
         LabelConfig("in", "out", "t", "s", stages="pipelined")
     with pytest.raises(ValueError, match="stages='fused' runs both models on CPU"):
@@ -297,6 +309,8 @@ def test_output_columns_cover_the_issue_and_the_readme_table():
     assert required <= set(OUTPUT_SCHEMA.names)
     table = columns_markdown()
     assert all(f"| `{name}` |" in table for name, _, _ in OUTPUT_COLUMNS)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert table in readme
 
 
 def test_list_videos_prefix_and_manifest(tmp_path):
@@ -313,6 +327,27 @@ def test_list_videos_prefix_and_manifest(tmp_path):
         list_videos(str(tmp_path / "notes.txt"))  # a file that is not a video
     with pytest.raises(LabelError, match="cannot list the input prefix"):
         list_videos(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("resize", 40, "resize 40 differs from the teacher's 32"),
+    ("clip_len", 8, "clip_len 8 differs from the teacher's 4"),
+])
+def test_a_student_decoded_otherwise_than_the_teacher_is_refused(tmp_path, field, value, message):
+    teacher, _ = save_models(str(tmp_path / "models"))
+    student = build_student("shufflenetv2_3d", len(CLASSES), width=0.25)
+    config = CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25}, num_classes=len(CLASSES),
+                              class_names=CLASSES, **{"clip_len": CLIP_LEN, "crop_size": CROP, field: value})
+    save_checkpoint(student, str(tmp_path / "other"), config)
+    with pytest.raises(LabelError, match=rf"{tmp_path / 'other'}: {message} .*one decode serves both models"):
+        check_models(LabelConfig("in", "out", teacher, str(tmp_path / "other")))
+    # crop, frame step and normalisation may differ: each model is served its own
+    served = CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25}, num_classes=len(CLASSES),
+                              class_names=CLASSES, clip_len=CLIP_LEN, crop_size=CROP - 4, resize=CROP, frame_step=2,
+                              mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+    save_checkpoint(student, str(tmp_path / "served"), served)
+    clip, _ = check_models(LabelConfig("in", "out", teacher, str(tmp_path / "served")))
+    assert (clip.clip_len, clip.size) == (CLIP_LEN, CROP)
 
 
 def test_unusable_inputs_exit_non_zero_naming_the_uri(tmp_path, capsys):
@@ -437,7 +472,7 @@ def test_killed_score_and_select_actor_is_replaced(tmp_path, ray_runtime, stages
     import ray
 
     videos = tmp_path / "videos"
-    synth(str(videos), 12, min_seconds=20.0, max_seconds=20.0)
+    synth(str(videos), 12, min_seconds=90.0, max_seconds=90.0)  # the job must still be running 2 s in
     teacher, student = save_models(str(tmp_path / "models"))
     config = LabelConfig(str(videos), str(tmp_path / "out"), teacher, student, k=3, student_batch_size=4,
                          stages=stages, student_actors=1, teacher_actors=1, rows_per_file=4)
@@ -453,7 +488,7 @@ def test_killed_score_and_select_actor_is_replaced(tmp_path, ray_runtime, stages
     deadline = time.time() + 120
     while not score_actors() and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(2.0)  # into the videos (about 1.5 s each here, 12 of them), far from the end
+    time.sleep(2.0)  # into the videos, far from the end
     victim = score_actors()[0]
     assert job.is_alive()
     os.kill(victim["Pid"], 9)

@@ -10,7 +10,8 @@ import pytest
 
 from raycondi.cli import build_parser
 from raycondi.datasets.manifests import read_dataset
-from raycondi.quickstart import METHODS, QuickstartConfig, best_k, quickstart, training_slots
+from raycondi.quickstart import QuickstartConfig, best_k, quickstart, training_slots
+from raycondi.strategies import METHODS
 
 ACCURACY = """strategy,k,accuracy,videos
 oracle,1,0.9,10
@@ -75,11 +76,14 @@ def test_reduced_quickstart_writes_every_output(tmp_path, capsys):
     assert labels.num_rows == len(test_ids) > 0
     assert set(labels["video_id"].to_pylist()) == test_ids
     assert set(labels["status"].to_pylist()) == {"ok"}
-    assert set(labels["strategy"].to_pylist()) == {"condi"}
+    assert set(labels["strategy"].to_pylist()) == {"condi_sr"}
     assert set(labels["k"].to_pylist()) == {summary.best_k}
+    # the labels deliver what Table III promised at that K
+    assert summary.labels_accuracy == pytest.approx(summary.table_accuracy)
 
     printed = capsys.readouterr().out
-    assert "[5/7] distil the condi_sr, st_ent, st_conf, bce_conf students (1 epochs, 2 at a time)" in printed
+    assert "[5/7] distil the bce_conf, st_ent, st_conf, condi_sr students (1 epochs, 2 at a time)" in printed
     assert all(f"{method} student: done in" in printed for method in METHODS)
     assert "[7/7] label the test videos" in printed
     assert "Table III" in printed and out["labels"] in printed and "Next:" in printed
+    assert f"Table III's ConDi-SR at K = {summary.best_k}: {100 * summary.table_accuracy:.1f} %" in printed

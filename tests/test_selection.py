@@ -25,20 +25,19 @@ from raycondi.selection import (
     Selection,
     aggregate,
     bottom_k,
-    confidence_k,
     dense,
-    entropy_k,
     equidistant_indices,
     equidistant_k,
     max_prob,
-    max_prob_k,
     oracle_k,
     predictive_entropy,
     random_indices,
     random_k,
+    score_k,
     split_indices,
     split_k,
     top_k,
+    video_rng,
 )
 
 TEACHER = np.array(
@@ -170,6 +169,16 @@ def test_random_k():
     _check(random_k(TEACHER, 9, 7), [0, 1, 2, 3, 4], [0.34, 0.36, 0.30])
 
 
+def test_video_rng_draws_the_same_clips_for_a_video_whatever_else_runs():
+    first = random_indices(40, 5, video_rng(3, "class/video_7"))
+    again = random_indices(40, 5, video_rng(3, "class/video_7"))
+    assert_array_equal(first, again)
+    # the stream labels written by earlier versions were drawn from: default_rng([seed, crc32(id)])
+    assert_array_equal(first, random_indices(40, 5, np.random.default_rng([3, 4065668260])))
+    assert not np.array_equal(first, random_indices(40, 5, video_rng(3, "class/video_8")))
+    assert not np.array_equal(first, random_indices(40, 5, video_rng(4, "class/video_7")))
+
+
 def test_equidistant_k():
     # K=2 of 5: clips 1, 3 -> ([0.2,0.7,0.1] + [0.5,0.4,0.1]) / 2
     _check(equidistant_k(TEACHER, 2), [1, 3], [0.35, 0.55, 0.10])
@@ -178,32 +187,32 @@ def test_equidistant_k():
     _check(equidistant_k(TEACHER, 5), [0, 1, 2, 3, 4], [0.34, 0.36, 0.30])
 
 
-def test_max_prob_k_with_tie():
+def test_score_k_by_max_prob_with_tie():
     # Clips 0 and 2 tie at 0.8: K=1 takes clip 0.
-    _check(max_prob_k(TEACHER, STUDENT, 1), [0], [0.6, 0.3, 0.1])
+    _check(score_k(TEACHER, max_prob(STUDENT), 1), [0], [0.6, 0.3, 0.1])
     # K=3: clips 0, 2, 3 -> [0.6+0.1+0.5, 0.3+0.1+0.4, 0.1+0.8+0.1] / 3 = [1.2, 0.8, 1.0] / 3
-    _check(max_prob_k(TEACHER, STUDENT, 3), [0, 2, 3], [0.4, 0.8 / 3, 1.0 / 3])
+    _check(score_k(TEACHER, max_prob(STUDENT), 3), [0, 2, 3], [0.4, 0.8 / 3, 1.0 / 3])
 
 
-def test_entropy_k():
+def test_score_k_by_negative_entropy():
     # K=2: clips 2, 0 -> ([0.1,0.1,0.8] + [0.6,0.3,0.1]) / 2
-    _check(entropy_k(TEACHER, STUDENT, 2), [2, 0], [0.35, 0.20, 0.45])
-    _check(entropy_k(TEACHER, STUDENT, 9), [2, 0, 3, 4, 1], [0.34, 0.36, 0.30])
+    _check(score_k(TEACHER, -predictive_entropy(STUDENT), 2), [2, 0], [0.35, 0.20, 0.45])
+    _check(score_k(TEACHER, -predictive_entropy(STUDENT), 9), [2, 0, 3, 4, 1], [0.34, 0.36, 0.30])
 
 
-def test_entropy_k_tie_between_identical_rows():
+def test_score_k_by_negative_entropy_tie_between_identical_rows():
     student = np.array([[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [0.9, 0.1, 0.0]])
     teacher = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    _check(entropy_k(teacher, student, 1), [1], [0.0, 1.0, 0.0])
+    _check(score_k(teacher, -predictive_entropy(student), 1), [1], [0.0, 1.0, 0.0])
 
 
-def test_confidence_k_with_tie():
+def test_score_k_by_confidence_with_tie():
     # z~ = [0.2, 0.9, 0.95, 0.9, 0.7]; K=2: clips 2, 1 (1 and 3 tie at 0.9: lower index first)
     # -> ([0.1,0.1,0.8] + [0.2,0.7,0.1]) / 2
-    _check(confidence_k(TEACHER, CONF, 2), [2, 1], [0.15, 0.40, 0.45])
+    _check(score_k(TEACHER, CONF, 2), [2, 1], [0.15, 0.40, 0.45])
     # K=3: clips 2, 1, 3 -> [0.1+0.2+0.5, 0.1+0.7+0.4, 0.8+0.1+0.1] / 3 = [0.8, 1.2, 1.0] / 3
-    _check(confidence_k(TEACHER, CONF, 3), [2, 1, 3], [0.8 / 3, 0.4, 1.0 / 3])
-    _check(confidence_k(TEACHER, CONF, 5), [2, 1, 3, 4, 0], [0.34, 0.36, 0.30])
+    _check(score_k(TEACHER, CONF, 3), [2, 1, 3], [0.8 / 3, 0.4, 1.0 / 3])
+    _check(score_k(TEACHER, CONF, 5), [2, 1, 3, 4, 0], [0.34, 0.36, 0.30])
 
 
 def test_split_k():
@@ -214,7 +223,7 @@ def test_split_k():
     _check(split_k(TEACHER, STUDENT, CONF, 3, 2), [1], [0.35, 0.95 / 3, 1.0 / 3], student_clips=[2, 0])
 
 
-def test_split_k_with_k_student_zero_is_confidence_k():
+def test_split_k_with_k_student_zero_is_score_k():
     _check(split_k(TEACHER, STUDENT, CONF, 3, 0), [2, 1, 3], [0.8 / 3, 0.4, 1.0 / 3])
 
 
@@ -255,7 +264,7 @@ def test_oracle_k():
 # Selection and argument checks
 # --------------------------------------------------------------------------------------------------
 def test_selection_is_immutable_and_rejects_shared_clips():
-    selection = confidence_k(TEACHER, CONF, 2)
+    selection = score_k(TEACHER, CONF, 2)
     with pytest.raises(dataclasses.FrozenInstanceError):
         selection.probs = np.zeros(3)
     with pytest.raises(ValueError):
@@ -267,14 +276,12 @@ def test_selection_is_immutable_and_rejects_shared_clips():
 @pytest.mark.parametrize(
     "call,name",
     [
-        (lambda: confidence_k(TEACHER, CONF, 0), "k"),
-        (lambda: confidence_k(TEACHER, CONF, 2.0), "k"),
-        (lambda: confidence_k(TEACHER, CONF, True), "k"),
-        (lambda: confidence_k(TEACHER, CONF[:4], 2), "confidence"),
-        (lambda: confidence_k(TEACHER, [0.1, np.nan, 0.2, 0.3, 0.4], 2), "confidence"),
-        (lambda: confidence_k(TEACHER[0], CONF, 2), "teacher_probs"),
-        (lambda: entropy_k(TEACHER, STUDENT[:4], 2), "student_probs"),
-        (lambda: max_prob_k(TEACHER, STUDENT[:, :2], 2), "student_probs"),
+        (lambda: score_k(TEACHER, CONF, 0), "k"),
+        (lambda: score_k(TEACHER, CONF, 2.0), "k"),
+        (lambda: score_k(TEACHER, CONF, True), "k"),
+        (lambda: score_k(TEACHER, CONF[:4], 2), "scores"),
+        (lambda: score_k(TEACHER, [0.1, np.nan, 0.2, 0.3, 0.4], 2), "scores"),
+        (lambda: score_k(TEACHER[0], CONF, 2), "teacher_probs"),
         (lambda: dense(np.empty((0, 3))), "teacher_probs"),
         (lambda: random_k(TEACHER, 0, 1), "k"),
         (lambda: random_k(TEACHER, 2, None), "rng"),

@@ -12,11 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from videos import frame_level, gradient_frames, level_frames, level_index, write_video
 
+from raycondi.cli import build_parser
 from raycondi.datasets import shards
 from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.shards import (
     CLIP_SCHEMA,
     FAILED_SCHEMA,
+    PrepareSummary,
     decode_videos,
     frames_to_numpy,
     iter_clip_batches,
@@ -232,3 +234,20 @@ def test_frames_to_numpy():
     )
     with pytest.raises(ValueError, match="mixes clip shapes"):
         frames_to_numpy(mixed)
+
+
+def test_a_fixed_resize_travels_through_dataset_json(tmp_path):
+    clip = ClipSpec(clip_len=8, size=(128, 171))
+    summary = PrepareSummary("data", str(tmp_path), ("a", "b"), clip, clip.frame_shape, {"train": 1}, {"train": 3}, 0)
+    (tmp_path / "dataset.json").write_text(summary.to_json())
+    assert json.loads((tmp_path / "dataset.json").read_text())["clip"]["size"] == [128, 171]
+    back = read_summary(str(tmp_path))
+    assert back.clip == clip and back.clip.size == (128, 171) and back.frames_shape == (8, 128, 171, 3)
+
+
+@pytest.mark.parametrize("text, size", [("112", 112), ("128x171", (128, 171)), ("128X171", (128, 171))])
+def test_prepare_size_option(text, size):
+    args = build_parser().parse_args(["prepare", "--dataset", "d", "--out", "o", "--size", text])
+    assert args.size == size
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["prepare", "--dataset", "d", "--out", "o", "--size", "128x"])

@@ -9,8 +9,7 @@ import torch
 
 from raycondi.datasets.shards import iter_clip_batches, prepare
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
-from raycondi.models import load_checkpoint
-from raycondi.train.data import clips_to_tensor
+from raycondi.models import load_checkpoint, model_input
 from raycondi.train.distill import DistillConfig, distill
 from raycondi.train.outputs import load_teacher_logits, teacher_logits_uri
 from raycondi.train.teacher import TeacherConfig, train_teacher
@@ -43,7 +42,7 @@ def teacher(s3_server, clips):
 def _predict(checkpoint: str, clips: str):
     model, config = load_checkpoint(checkpoint)
     batch = next(iter_clip_batches(clips, "val", batch_size=4))
-    x = clips_to_tensor(batch, config.crop_size, config.mean, config.std)
+    x = model_input(batch["frames"], config)
     with torch.no_grad():
         return model.eval()(x), config
 
@@ -54,6 +53,7 @@ def test_teacher_checkpoints_in_s3_load_and_predict(teacher, clips):
     logits, config = _predict(f"{teacher}/model", clips)
     assert logits.shape == (4, 3) and torch.isfinite(logits).all()
     assert not config.student and config.crop_size == 16 and config.clip_len == 4
+    assert config.resize == 20  # the shards' --size: label decodes at it
     state = torch.load(__import__("io").BytesIO(read_bytes(epochs[0].replace("model.pt", "train_state.pt"))),
                        weights_only=True)
     assert state["epoch"] == 1 and "optimizer" in state and "scheduler" in state

@@ -153,7 +153,7 @@ def prepare(
         raise StorageError(out, "output folder is not empty; prepare writes into a new folder")
     videos = read_dataset(dataset, format, storage)
     classes = tuple(classes_of(videos))
-    frames_shape = (clip.clip_len, clip.size, clip.size, 3)
+    frames_shape = clip.frame_shape
 
     sink = ShardSink(out, storage)
     (
@@ -287,8 +287,11 @@ def frames_to_numpy(batch: pa.Table | pa.RecordBatch | Mapping[str, Any]) -> np.
     """The ``frames`` of a batch of shard rows as one uint8 array ``(B, T, H, W, 3)``.
 
     ``batch`` is a pyarrow table or record batch (read with pyarrow; zero-copy when the frames are in one
-    chunk) or a Ray Data numpy batch (``{"frames": array of bytes, "frames_shape": ...}``).
+    chunk), a Ray Data numpy batch (``{"frames": array of bytes, "frames_shape": ...}``), or a batch of
+    :func:`iter_clip_batches`, whose ``frames`` already are that array.
     """
+    if isinstance(batch, Mapping) and isinstance(batch["frames"], np.ndarray) and batch["frames"].ndim == 5:
+        return batch["frames"]
     if isinstance(batch, pa.Table | pa.RecordBatch):
         shapes = np.asarray(batch["frames_shape"].to_pylist(), dtype=np.int64).reshape(-1, 4)
         frames = batch["frames"]
@@ -360,7 +363,7 @@ def _spool_clips(
 def _clip_tables(
     video: dict[str, Any], spans: list[tuple[float, float]], spool: BinaryIO, clip: ClipSpec
 ) -> Iterator[pa.Table]:
-    shape = (clip.clip_len, clip.size, clip.size, 3)
+    shape = clip.frame_shape
     clip_bytes = int(np.prod(shape))
     per_table = max(1, _BATCH_BYTES // clip_bytes)
     for first in range(0, len(spans), per_table):

@@ -18,7 +18,7 @@ Why not :func:`raycondi.train.outputs.compute_teacher_logits`: it runs only the 
 (a cached run would measure nothing) and keeps no clip times.
 
 :func:`measure_decode_seconds` times PyAV decoding of a few of the split's source videos at the teacher's
-clip geometry, the labelling job's decode.
+clip length and resize, the labelling job's decode.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import ray
 import torch
 
 from raycondi.datasets.manifests import read_dataset
+from raycondi.datasets.shards import frames_to_numpy
 from raycondi.models import CheckpointConfig, for_inference, load_checkpoint
-from raycondi.train.data import clips_to_tensor
-from raycondi.video.decode import iter_clips
+from raycondi.models.preprocess import model_input
+from raycondi.video.decode import Size, iter_clips
 from raycondi.video.storage import StorageOptions, exists, join, open_input, resolve
 
 __all__ = ["READ_COLUMNS", "ClipPredictor", "measure_decode_seconds", "predict_clips", "read_ground_truth"]
@@ -57,13 +58,12 @@ class ClipPredictor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {name: batch[name] for name in READ_COLUMNS[:5]}
         size = len(batch["video_id"])
+        frames = frames_to_numpy(batch)
         for name, (model, config) in self.models.items():
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             started = time.perf_counter()
-            x = clips_to_tensor(
-                batch, config.crop_size, config.mean, config.std, device=self.device, frame_step=config.frame_step
-            )
+            x = model_input(frames, config, device=self.device)
             output = model(x)
             logits, confidence = output if isinstance(output, tuple) else (output, None)
             probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
@@ -115,12 +115,12 @@ def predict_clips(
 
 
 def measure_decode_seconds(
-    dataset: str, split: str, clip: tuple[int, int, int], *, videos: int = 4, skim_step: int = 1,
+    dataset: str, split: str, clip: tuple[int, Size, int], *, videos: int = 4, skim_step: int = 1,
     storage: StorageOptions | None = None,
 ) -> float:
     """Seconds to decode one clip: the first ``videos`` videos of ``split`` in the dataset ``dataset``
     (after an untimed warm-up on the first) decoded with :func:`raycondi.video.decode.iter_clips` at
-    ``clip = (clip_len, size, stride)`` and ``skim_step`` (a skimming student's pass), total
+    ``clip = (clip_len, resize, stride)`` and ``skim_step`` (a skimming student's pass), total
     time over total clips. Raises what reading the dataset or decoding raises (``ManifestError``,
     ``StorageError``, ``VideoDecodeError``) and ``ValueError`` when the split has no videos."""
     table = read_dataset(dataset, storage=storage, check_files=False)

@@ -36,15 +36,14 @@ import ray
 from raycondi.datasets.shards import read_summary
 from raycondi.evaluation import report
 from raycondi.evaluation.inference import measure_decode_seconds, predict_clips, read_ground_truth
-from raycondi.evaluation.tables import TITLES, ambiguity_rows, group_videos, ks_sweep, results, strategies_for
+from raycondi.evaluation.tables import ambiguity_rows, group_videos, ks_sweep, results, strategies_for
 from raycondi.evaluation.timing import ClipCosts
-from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, load_checkpoint
-from raycondi.train.distill import METHODS as DISTILL_METHODS
+from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, read_checkpoint_config
+from raycondi.strategies import METHODS, get
+from raycondi.video.decode import frame_size
 from raycondi.video.storage import StorageError, StorageOptions, UriError, exists, join, open_output, write_bytes
 
-__all__ = ["METHODS", "EvaluateConfig", "EvaluationError", "EvaluationSummary", "evaluate"]
-
-METHODS: tuple[str, ...] = tuple(DISTILL_METHODS)  # the distillation methods whose students can be evaluated
+__all__ = ["EvaluateConfig", "EvaluationError", "EvaluationSummary", "evaluate"]
 
 
 class EvaluationError(UriError):
@@ -57,13 +56,14 @@ class EvaluateConfig:
 
     Attributes:
         clips: clip shards from ``raycondi prepare``; ``split`` is evaluated.
-        teacher: teacher checkpoint; students: ``{method: checkpoint}`` with methods of :data:`METHODS`.
+        teacher: teacher checkpoint; students: ``{method: checkpoint}`` with distillation methods of
+            :data:`raycondi.strategies.METHODS`.
         out: output folder (local or ``s3://``).
         ks: the K of the tables. seeds: Random's seeds (paper: three runs).
         ground_truth: a ``ground_truth.parquet``; None looks for one in the dataset folder recorded in the
             shards' ``dataset.json`` (the synthetic benchmark writes it) and goes without when absent.
         decode_seconds: seconds to decode one clip; None times decoding ``decode_videos`` of the split's
-            source videos (the labelling job decodes every clip at the teacher's clip length and crop size).
+            source videos (the labelling job decodes every clip at the teacher's clip length and resize).
         max_prob_student: the student whose class head MaxProb uses; None: condi_sr, else the first given.
         actors, gpu, batch_size: the inference actor pool, one GPU per actor, clips per batch.
     """
@@ -122,7 +122,10 @@ class EvaluationSummary:
 
 def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int, dict[str, int]]:
     """The teacher's config, the shards' dataset folder and frame stride, and each student's ``frame_step``;
-    EvaluationError when something does not fit."""
+    EvaluationError when something does not fit.
+
+    Every model's resize must be the shards' (``prepare --size``): ``label`` decodes at the checkpoint's
+    resize, so evaluating on shards of another size would report the accuracy of other pictures."""
     try:
         summary = read_summary(config.clips, config.storage)
     except (StorageError, KeyError, ValueError) as error:
@@ -130,7 +133,7 @@ def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int, d
     loaded = {}
     for name, uri in {"teacher": config.teacher, **config.students}.items():
         try:
-            loaded[name] = load_checkpoint(uri, storage=config.storage)[1]
+            loaded[name] = read_checkpoint_config(uri, storage=config.storage)
         except CheckpointError as error:
             raise EvaluationError(uri, f"cannot load the {name} checkpoint: {error.reason}") from None
         expected_student = name != "teacher"
@@ -140,8 +143,12 @@ def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int, d
         if loaded[name].clip_len != summary.clip.clip_len:
             raise EvaluationError(uri, f"clip_len {loaded[name].clip_len} differs from the shards' "
                                        f"{summary.clip.clip_len} ({config.clips})")
-        if loaded[name].crop_size > summary.clip.size:
-            raise EvaluationError(uri, f"crop_size {loaded[name].crop_size} exceeds the shards' {summary.clip.size}")
+        if frame_size(loaded[name].resize) != frame_size(summary.clip.size):
+            raise EvaluationError(uri, f"resize {loaded[name].resize!r} differs from the shards' --size "
+                                       f"{summary.clip.size!r} ({config.clips}): `raycondi label` decodes at the "
+                                       "checkpoint's resize, so evaluate on shards prepared at it (or, for a "
+                                       "checkpoint that records no resize, add the shards' \"resize\" to its "
+                                       "config.json)")
         if loaded[name].num_classes != loaded["teacher"].num_classes:
             raise EvaluationError(uri, f"{loaded[name].num_classes} classes, the teacher has "
                                        f"{loaded['teacher'].num_classes}")
@@ -165,7 +172,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     if config.decode_seconds is None:
         def timed(skim_step: int) -> float:
             try:
-                return measure_decode_seconds(dataset, config.split, (teacher.clip_len, teacher.crop_size, stride),
+                return measure_decode_seconds(dataset, config.split, (teacher.clip_len, teacher.resize, stride),
                                               videos=config.decode_videos, skim_step=skim_step, storage=config.storage)
             except Exception as error:  # noqa: BLE001 -- any reason the source videos cannot be read decides the same
                 raise EvaluationError(dataset, f"cannot time decoding on the source videos ({error}); give the "
@@ -195,15 +202,15 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     sweep = ks_sweep(videos, config.ks, costs=costs) if "condi_sr" in methods else []
     ambiguity = ambiguity_rows(videos, max_prob_student=config.max_prob_student)
 
-    students = ", ".join(f"{TITLES[m]} `{uri}`" for m, uri in config.students.items()) or "none"
+    students = ", ".join(f"{get(m).title} `{uri}`" for m, uri in config.students.items()) or "none"
     per_clip = [f"decode {1000 * costs.decode_s:.3g} ms", f"teacher {1000 * costs.teacher_s:.3g} ms"]
-    per_clip += [f"{TITLES[m]} student {1000 * s:.3g} ms" for m, s in costs.student_s.items()]
-    per_clip += [f"{TITLES[m]} skim decode (every {frame_steps[m]} frames) {1000 * s:.3g} ms"
+    per_clip += [f"{get(m).title} student {1000 * s:.3g} ms" for m, s in costs.student_s.items()]
+    per_clip += [f"{get(m).title} skim decode (every {frame_steps[m]} frames) {1000 * s:.3g} ms"
                  for m, s in costs.skim_decode_s.items()]
     setup = [
         f"clips: `{config.clips}` (split `{config.split}`: {len(videos)} videos, {clips} clips)",
         f"teacher: `{config.teacher}`; students: {students}; MaxProb uses the "
-        f"{TITLES.get(config.max_prob_student, '—')} student's class head",
+        f"{get(config.max_prob_student).title if config.max_prob_student else '—'} student's class head",
         f"measured cost per clip: {', '.join(per_clip)} ({'; '.join(notes)})",
         f"Random: mean of seeds {', '.join(map(str, config.seeds))}",
     ]

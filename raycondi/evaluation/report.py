@@ -17,7 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from raycondi.evaluation.tables import TITLES, AmbiguityRow, Result  # noqa: E402
+from raycondi.evaluation.tables import AmbiguityRow, Result  # noqa: E402
+from raycondi.strategies import STRATEGIES, get  # noqa: E402
 
 __all__ = [
     "accuracy_csv",
@@ -33,7 +34,8 @@ __all__ = [
     "timing_csv",
 ]
 
-TABLE_IV_STRATEGIES = ("condi_sr", "equidistant", "st_ent")
+# ConDi-SR first, then the baselines the paper's Table IV times
+TABLE_IV_STRATEGIES = ("condi_sr", *(s.name for s in STRATEGIES if s.table_iv and s.name != "condi_sr"))
 
 
 def _csv(header: Sequence[str], rows: Sequence[Sequence]) -> str:
@@ -96,7 +98,7 @@ def table_iii(rows: Sequence[Result]) -> str:
         for k in ks:
             text = _percent(cells[s, k]) if (s, k) in cells else "—"
             values.append(f"**{text}**" if s != "oracle" and cells.get((s, k)) == best[k] else text)
-        lines.append(f"| {TITLES[s]} | " + " | ".join(values) + f" | {_percent(dense)} |")
+        lines.append(f"| {get(s).title} | " + " | ".join(values) + f" | {_percent(dense)} |")
     if "dense" in {r.strategy for r in rows}:
         lines.append("| Dense | " + " | ".join(_percent(dense) for _ in ks) + f" | {_percent(dense)} |")
     return "\n".join(lines)
@@ -107,7 +109,7 @@ def table_iv(rows: Sequence[Result]) -> str:
     present = [s for s in TABLE_IV_STRATEGIES if any(r.strategy == s for r in rows)]
     cells = {(r.strategy, r.k): r for r in rows}
     ks = sorted({r.k for r in rows if r.k is not None})
-    lines = ["| K | " + " | ".join(TITLES[s] for s in present) + " |", "|---|" + "---:|" * len(present)]
+    lines = ["| K | " + " | ".join(get(s).title for s in present) + " |", "|---|" + "---:|" * len(present)]
     for k in ks:
         values = [f"{_seconds(cells[s, k].seconds)} ({_percent(cells[s, k].accuracy)})" if (s, k) in cells else "—"
                   for s in present]
@@ -139,7 +141,7 @@ def accuracy_vs_k_png(rows: Sequence[Result]) -> bytes:
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
     for strategy in dict.fromkeys(r.strategy for r in rows if r.k is not None):
         points = sorted((r.k, 100 * r.accuracy) for r in rows if r.strategy == strategy)
-        axes.plot(*zip(*points), marker="o", label=TITLES[strategy], linestyle=":" if strategy == "oracle" else "-")
+        axes.plot(*zip(*points), marker="o", label=get(strategy).title, linestyle=":" if strategy == "oracle" else "-")
     for r in rows:
         if r.strategy == "dense":
             axes.axhline(100 * r.accuracy, color="black", linestyle="--", label="Dense")
@@ -160,7 +162,7 @@ def accuracy_vs_time_png(rows: Sequence[Result]) -> bytes:
             axes.scatter([p[0] for p in points], [p[1] for p in points], marker="*", s=220, color="black",
                          label="Dense", zorder=3)
             continue
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=TITLES[strategy])
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=get(strategy).title)
         for seconds, accuracy, k in points:
             axes.annotate(f"K={k}", (seconds, accuracy), textcoords="offset points", xytext=(3, 3), fontsize=7)
     axes.set(xlabel="mean time per video (s, timing model)", ylabel="video accuracy (%)",
@@ -192,7 +194,7 @@ def report_markdown(rows: Sequence[Result], sweep: Sequence[Result], ambiguity: 
     parts += ["", "## Confidence as a predictor (AUROC)", "",
               "| sampler | score | teacher right (z, Eq. 1) | ground-truth clean clip | teacher right, among "
               "ambiguous clips |", "|---|---|---:|---:|---:|"]
-    parts += [f"| {'Random' if r.sampler == 'random' else TITLES[r.sampler]} | {r.score} | "
+    parts += [f"| {'Random' if r.sampler == 'random' else get(r.sampler).title} | {r.score} | "
               f"{_auroc(r.teacher_correct_auroc)} | {_auroc(r.clean_auroc)} | "
               f"{_auroc(r.ambiguous_teacher_correct_auroc)} |" for r in ambiguity]
     links = ["accuracy.csv", "timing.csv", *(["ks_sweep.csv"] if sweep else []), "ambiguity.csv", "costs.json",

@@ -1,45 +1,28 @@
 """The paper's tables as pure numpy: per-clip outputs in, rows out (Sec. IV, Tables III, IV, V).
 
 Input is one :class:`VideoClips` per video -- the teacher's and every student's per-clip outputs in clip
-order -- and every number comes from :mod:`raycondi.selection`'s rules, the same ones the labelling job
-calls:
-
-=============  ==================================================================  ======================
-strategy       rule                                                                Table III row
-=============  ==================================================================  ======================
-oracle         ``oracle_k`` (the teacher's probability of the true label)          Oracle
-random         ``random_k``, mean over seeds (paper: 3 runs)                        Random (mean)
-equidistant    ``equidistant_k``                                                   Equidistant
-max_prob       ``max_prob_k`` on one student's class head (SCSampler-style)        MaxProb
-bce_conf       ``confidence_k`` on the bce_conf student's z̃                        BCE-Conf
-st_ent         ``entropy_k`` on the st_ent student's class head                    ST-Ent
-st_conf        ``confidence_k`` on the st_conf student's z̃                         ST-Conf
-condi_sr       ``confidence_k`` on z̃ (Fig. 2b); ``split_k`` with K_s > 0 (Fig. 2c)  ConDi-SR
-dense          ``dense``: the teacher on every clip                                 Dense
-=============  ==================================================================  ======================
-
-A student strategy exists only when that method's student was evaluated. MaxProb uses the condi_sr
-student's class head when there is one, else the first student given (``max_prob_student``).
-Random's clips for a video are drawn from ``numpy.random.default_rng([seed, crc32(video_id)])``, the
-labelling job's per-video seeding, so ``raycondi label --strategy random --seed S`` picks the same clips.
+order -- and every number comes from the :mod:`raycondi.selection` rule that :mod:`raycondi.strategies`
+assigns to each strategy, with the per-clip score it names: the same table and the same rules the labelling
+job uses, so ``raycondi label --strategy S`` picks the clips the row of S counted. Samplers rank clips by their
+own student's score (``st_ent``: its entropy; ``bce_conf``, ``st_conf``, ``condi_sr``: its z̃); MaxProb by the
+class head of ``max_prob_student`` (the condi_sr student when there is one, else the first student given).
+A sampler exists only when its student was evaluated. Random's clips for a video are drawn from
+:func:`raycondi.selection.video_rng` (mean over seeds, paper: 3 runs), the labelling job's generator.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from raycondi import selection
+from raycondi import selection, strategies
 from raycondi.evaluation.timing import ClipCosts, clip_counts, video_seconds
 from raycondi.train.metrics import auroc
 
 __all__ = [
-    "STRATEGIES",
-    "TITLES",
     "AmbiguityRow",
     "Result",
     "VideoClips",
@@ -51,17 +34,7 @@ __all__ = [
     "results",
     "select",
     "strategies_for",
-    "video_rng",
 ]
-
-STRATEGIES: tuple[str, ...] = (
-    "oracle", "random", "equidistant", "max_prob", "bce_conf", "st_ent", "st_conf", "condi_sr", "dense"
-)
-TITLES: dict[str, str] = {
-    "oracle": "Oracle", "random": "Random (mean)", "equidistant": "Equidistant", "max_prob": "MaxProb",
-    "bce_conf": "BCE-Conf", "st_ent": "ST-Ent", "st_conf": "ST-Conf", "condi_sr": "ConDi-SR", "dense": "Dense",
-}
-METHODS: tuple[str, ...] = ("bce_conf", "st_ent", "st_conf", "condi_sr")
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,51 +74,43 @@ class Result:
     seconds: float | None = None
 
 
-def video_rng(seed: int, video_id: str) -> np.random.Generator:
-    """The random strategy's generator for one video (the labelling job's per-video seeding)."""
-    return np.random.default_rng([seed, zlib.crc32(video_id.encode())])
-
-
 def strategies_for(methods: Iterable[str]) -> tuple[str, ...]:
     """The strategies that can be evaluated with students of ``methods``, in Table III's order."""
     methods = set(methods)
 
-    def available(strategy: str) -> bool:
-        if strategy in METHODS:
-            return strategy in methods
-        return bool(methods) if strategy == "max_prob" else True
+    def available(strategy: strategies.Strategy) -> bool:
+        if strategy.method:
+            return strategy.name in methods
+        return bool(methods) if strategy.needs_student else True
 
-    return tuple(s for s in STRATEGIES if available(s))
+    return tuple(s.name for s in strategies.STRATEGIES if available(s))
 
 
 def select(
     video: VideoClips, strategy: str, k: int | None, *, k_student: int = 0, seed: int = 0,
     max_prob_student: str | None = None,
 ) -> selection.Selection:
-    """The :mod:`raycondi.selection` rule of ``strategy`` applied to ``video`` (table in the module
-    docstring). ``k_student`` is only for ``condi_sr`` (:func:`raycondi.selection.split_k`)."""
+    """The :mod:`raycondi.selection` rule of ``strategy`` (:mod:`raycondi.strategies`) applied to ``video``.
+    ``k_student`` is only for a strategy that splits (condi_sr, :func:`raycondi.selection.split_k`)."""
+    entry = strategies.get(strategy)
     teacher = video.teacher_probs
-    if k_student and strategy != "condi_sr":
+    if k_student and not entry.splits:
         raise ValueError(f"k_student: only condi_sr splits the work with its student, not {strategy!r}")
-    if strategy == "dense":
+    if entry.rule == "dense":
         return selection.dense(teacher)
     if k is None:
         raise ValueError(f"k: {strategy!r} needs K")
-    if strategy == "oracle":
+    if entry.rule == "oracle_k":
         return selection.oracle_k(teacher, video.label, k)
-    if strategy == "random":
-        return selection.random_k(teacher, k, video_rng(seed, video.video_id))
-    if strategy == "equidistant":
+    if entry.rule == "random_k":
+        return selection.random_k(teacher, k, selection.video_rng(seed, video.video_id))
+    if entry.rule == "equidistant_k":
         return selection.equidistant_k(teacher, k)
-    if strategy == "max_prob":
-        return selection.max_prob_k(teacher, video.student_probs[max_prob_student], k)
-    if strategy == "st_ent":
-        return selection.entropy_k(teacher, video.student_probs["st_ent"], k)
-    if strategy == "condi_sr" and k_student:
-        return selection.split_k(teacher, video.student_probs["condi_sr"], video.confidence["condi_sr"], k, k_student)
-    if strategy in METHODS:
-        return selection.confidence_k(teacher, video.confidence[strategy], k)
-    raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    student = max_prob_student if entry.name == "max_prob" else entry.name
+    probs, confidence = video.student_probs[student], video.confidence.get(student)
+    if k_student:
+        return selection.split_k(teacher, probs, confidence, k, k_student)
+    return selection.score_k(teacher, strategies.clip_scores(entry.name, probs, confidence), k)
 
 
 def evaluate_strategy(
@@ -161,7 +126,7 @@ def evaluate_strategy(
         for video in videos:
             chosen = select(video, strategy, k, k_student=k_student, seed=seed, max_prob_student=max_prob_student)
             correct += chosen.label == video.label
-            if strategy != "oracle":
+            if strategies.get(strategy).labels:
                 count = clip_counts(strategy, video.num_clips, chosen)
                 counts += (count.decoded, count.student, count.teacher)
                 if costs is not None:
@@ -169,7 +134,7 @@ def evaluate_strategy(
                     seconds += video_seconds(count, costs, sampler)
         runs.append((correct, *counts, seconds))
     correct, decoded, student, teacher, seconds = np.mean(runs, axis=0) / len(videos)
-    timed = costs is not None and strategy != "oracle"
+    timed = costs is not None and strategies.get(strategy).labels
     return Result(strategy, k, k_student, float(correct), len(videos), float(decoded), float(student),
                   float(teacher), float(seconds) if timed else None)
 
@@ -221,16 +186,14 @@ def ambiguity_rows(videos: Sequence[VideoClips], *, max_prob_student: str | None
     known = ~np.isnan(clean)
     ambiguous = known & (clean == 0)
     scores: dict[str, tuple[str, np.ndarray]] = {}
-    methods = [m for m in ("condi_sr", "bce_conf", "st_conf", "st_ent") if m in videos[0].student_probs]
-    for method in methods:
-        if method == "st_ent":
-            scores[method] = ("−entropy", np.concatenate([-selection.predictive_entropy(v.student_probs[method])
-                                                          for v in videos]))
-        else:
-            scores[method] = ("z̃", np.concatenate([v.confidence[method] for v in videos]))
-    if max_prob_student is not None:
-        scores["max_prob"] = ("max prob", np.concatenate([selection.max_prob(v.student_probs[max_prob_student])
-                                                          for v in videos]))
+    samplers = [s for s in strategies.STRATEGIES if s.needs_student]
+    for sampler in samplers:
+        student = max_prob_student if sampler.name == "max_prob" else sampler.name
+        if student not in videos[0].student_probs:
+            continue
+        score = np.concatenate([strategies.clip_scores(sampler.name, v.student_probs[student],
+                                                       v.confidence.get(student)) for v in videos])
+        scores[sampler.name] = (strategies.SCORES[sampler.score].label, score)
     scores["random"] = ("uniform", np.random.default_rng(seed).random(z.size))
     return [
         AmbiguityRow(name, label, auroc(score, z), auroc(score[known], clean[known] > 0.5),

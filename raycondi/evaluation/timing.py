@@ -29,12 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from raycondi import strategies
 from raycondi.selection import Selection
 
-__all__ = ["SAMPLERS", "TEACHER_ONLY", "ClipCosts", "ClipCounts", "clip_counts", "video_seconds"]
-
-TEACHER_ONLY: tuple[str, ...] = ("dense", "equidistant", "random")
-SAMPLERS: tuple[str, ...] = ("max_prob", "bce_conf", "st_ent", "st_conf", "condi_sr")
+__all__ = ["ClipCosts", "ClipCounts", "clip_counts", "video_seconds"]
 
 
 @dataclass(frozen=True)
@@ -61,10 +59,11 @@ class ClipCounts:
 def clip_counts(strategy: str, num_clips: int, chosen: Selection) -> ClipCounts:
     """What a labelling run of ``strategy`` does for a video of ``num_clips`` clips whose rule chose
     ``chosen`` (table in the module docstring). Raises ``ValueError`` for the oracle or an unknown name."""
-    if strategy not in TEACHER_ONLY + SAMPLERS:
+    entry = strategies.get(strategy)
+    if not entry.labels:
         raise ValueError(f"strategy: no labelling run executes {strategy!r}; expected one of "
-                         f"{', '.join(TEACHER_ONLY + SAMPLERS)}")
-    student = num_clips if strategy in SAMPLERS else 0
+                         f"{', '.join(strategies.LABEL_STRATEGIES)}")
+    student = num_clips if entry.needs_student else 0
     return ClipCounts(decoded=num_clips, student=student, teacher=len(chosen.teacher_clips))
 
 

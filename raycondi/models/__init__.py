@@ -6,8 +6,10 @@ from raycondi.models.checkpoint import (
     CheckpointError,
     for_inference,
     load_checkpoint,
+    read_checkpoint_config,
     save_checkpoint,
 )
+from raycondi.models.preprocess import model_input
 from raycondi.models.registry import (
     InputShapeError,
     InputSpec,
@@ -33,5 +35,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "model_info",
+    "model_input",
+    "read_checkpoint_config",
     "save_checkpoint",
 ]

@@ -1,8 +1,11 @@
 """Model checkpoints: a directory (local path or ``s3://`` URI) holding ``config.json`` and ``model.pt``.
 
 ``config.json`` is a ``CheckpointConfig``: what to build (registry name, builder kwargs, plain model or
-two-headed student, number of classes) and how to feed it (class names, clip length, crop size,
-normalisation). ``model.pt`` is the model's ``state_dict`` written by ``torch.save``.
+two-headed student, number of classes) and how to feed it -- like torchvision's ``Weights.transforms``, the
+preprocessing travels with the weights: class names, clip length, frame step, the resize, the crop and the
+normalisation (:func:`raycondi.models.preprocess.model_input` applies them). ``model.pt`` is the model's
+``state_dict`` written by ``torch.save``. :func:`read_checkpoint_config` reads ``config.json`` alone, for
+drivers that need to know what a checkpoint is without loading its weights.
 
 Loading never unpickles arbitrary objects: ``model.pt`` is read with ``torch.load(weights_only=True)``,
 which only rebuilds tensors and plain containers, and the model itself is rebuilt from ``config.json``
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -24,6 +28,7 @@ from torch import nn
 
 from raycondi.models.registry import build_model
 from raycondi.models.student import build_student
+from raycondi.video.decode import Size, check_size, frame_size
 from raycondi.video.storage import StorageOptions, UriError, exists, join, read_bytes, write_bytes
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "CheckpointConfig",
     "CheckpointError",
     "load_checkpoint",
+    "read_checkpoint_config",
     "save_checkpoint",
 ]
 
@@ -43,6 +49,9 @@ MODEL_FILE = "model.pt"
 # Per-channel RGB statistics of Kinetics-400 on [0, 1] pixels, as torchvision's video models use.
 KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
 KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+
+logger = logging.getLogger("raycondi.checkpoint")
+_ASSUMED: set[str] = set()  # config.json files whose missing resize was already reported in this process
 
 
 class CheckpointError(UriError):
@@ -60,7 +69,12 @@ class CheckpointConfig:
         model_kwargs: the builder's keyword arguments (e.g. ``{"width": 1.0}``); JSON values only.
         class_names: the label of each class index, or empty when unknown.
         clip_len: frames per clip.
-        crop_size: height and width of a clip.
+        resize: how a decoded frame is resized before the crop (:class:`raycondi.video.decode.ClipSpec`'s
+            ``size``): a short side ``S``, the centre ``S x S`` kept (``prepare --size S``), or a fixed
+            ``(H, W)`` (torchvision's Kinetics weights: 128 x 171). None (the default) is ``crop_size``: no
+            margin around the crop. Training records the shards' resize; ``label`` decodes at it.
+        crop_size: height and width of the model's input: the centre ``crop_size`` square of the resized
+            frame at inference, a random one in training.
         frame_step: the model sees frames ``0, frame_step, 2 frame_step, ...`` of each ``clip_len``-frame clip
             (``ceil(clip_len / frame_step)`` frames over the same time span); 1, the paper's input, sees every
             frame. A student with ``frame_step > 1`` lets the labelling job skim: convert only those frames.
@@ -74,6 +88,7 @@ class CheckpointConfig:
     class_names: tuple[str, ...] = ()
     clip_len: int = 16
     crop_size: int = 112
+    resize: Size | None = None
     frame_step: int = 1
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
@@ -92,18 +107,31 @@ class CheckpointConfig:
         ]
         if problems:
             raise ValueError("invalid CheckpointConfig: " + "; ".join(problems))
+        try:
+            object.__setattr__(self, "resize", check_size(self.crop_size if self.resize is None else self.resize,
+                                                          "resize"))
+        except ValueError as error:
+            raise ValueError(f"invalid CheckpointConfig: {error}") from None
         if self.num_classes < 1:
             problems.append(f"num_classes must be >= 1, got {self.num_classes}")
         if self.class_names and len(self.class_names) != self.num_classes:
             problems.append(f"{len(self.class_names)} class_names for num_classes={self.num_classes}")
         if self.clip_len < 1 or self.crop_size < 1:
             problems.append(f"clip_len and crop_size must be >= 1, got {self.clip_len} and {self.crop_size}")
+        if min(self.frame_size) < self.crop_size:
+            problems.append(f"resize {self.resize!r} gives {self.frame_size[0]}x{self.frame_size[1]} frames, "
+                            f"smaller than crop_size {self.crop_size}")
         if not 1 <= self.frame_step <= self.clip_len:
             problems.append(f"frame_step must be in [1, clip_len={self.clip_len}], got {self.frame_step}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             problems.append(f"mean and std need 3 values each, std > 0; got {self.mean} and {self.std}")
         if problems:
             raise ValueError("invalid CheckpointConfig: " + "; ".join(problems))
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the resized frames the crop is taken from."""
+        return frame_size(self.resize)
 
     def build(self) -> nn.Module:
         """The untrained model this config describes."""
@@ -196,6 +224,30 @@ def _read(uri: str, storage: StorageOptions | None) -> bytes:
     return read_bytes(uri, storage)
 
 
+def read_checkpoint_config(directory: str, *, storage: StorageOptions | None = None) -> CheckpointConfig:
+    """The :class:`CheckpointConfig` in ``directory``'s ``config.json``, without reading the weights.
+
+    A config written before raycondi recorded the resize loads with ``resize = crop_size`` (what ``raycondi
+    label`` then decoded at), and a warning (logger ``raycondi.checkpoint``, once per file and process) says
+    so and how to record the real one. Raises ``CheckpointError`` naming the file for a missing, non-UTF-8 or
+    invalid ``config.json``; other storage failures stay ``StorageError``.
+    """
+    uri = join(directory, CONFIG_FILE)
+    try:
+        text = _read(uri, storage).decode()
+        config = CheckpointConfig.from_json(text)
+    except UnicodeDecodeError as e:
+        raise CheckpointError(uri, f"not UTF-8 text: {e}") from None
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(uri, f"not a raycondi checkpoint config: {e}") from None
+    if "resize" not in json.loads(text) and uri not in _ASSUMED:
+        _ASSUMED.add(uri)
+        logger.warning("%s records no resize (written before raycondi recorded its preprocessing): assuming "
+                       "frames resized to a short side of crop_size = %d pixels; if the model was trained on "
+                       "`prepare --size S` clip shards, add \"resize\": S to it", uri, config.crop_size)
+    return config
+
+
 def load_checkpoint(
     directory: str, *, map_location: str | torch.device = "cpu", storage: StorageOptions | None = None
 ) -> tuple[nn.Module, CheckpointConfig]:
@@ -208,12 +260,7 @@ def load_checkpoint(
     """
     config_uri = join(directory, CONFIG_FILE)
     model_uri = join(directory, MODEL_FILE)
-    try:
-        config = CheckpointConfig.from_json(_read(config_uri, storage).decode())
-    except UnicodeDecodeError as e:
-        raise CheckpointError(config_uri, f"not UTF-8 text: {e}") from None
-    except ValueError as e:  # json.JSONDecodeError is a ValueError
-        raise CheckpointError(config_uri, f"not a raycondi checkpoint config: {e}") from None
+    config = read_checkpoint_config(directory, storage=storage)
     try:
         with torch.device("meta"):  # no memory and no init work for weights that are about to be replaced
             model = config.build()

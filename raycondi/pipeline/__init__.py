@@ -1,27 +1,38 @@
 """The Ray Data labelling pipeline: videos in object storage -> one Parquet row per video (``raycondi label``).
 
-Modules: :mod:`~raycondi.pipeline.label` (configuration, per-video logic, the stages and the Ray wiring),
-:mod:`~raycondi.pipeline.schema` (the output columns) and :mod:`~raycondi.pipeline.sink` (the Parquet writer
-and the resume check). The names below are importable from here; the ones from ``label`` are loaded on
-first use, so that Ray's write workers, which unpickle the sink, never import torch.
+Modules, one job each: :mod:`~raycondi.pipeline.config` (:class:`LabelConfig`, :class:`LabelSummary`),
+:mod:`~raycondi.pipeline.inputs` (the videos to label), :mod:`~raycondi.pipeline.topk` and
+:mod:`~raycondi.pipeline.spool` (the two selection algorithms), :mod:`~raycondi.pipeline.stages` (the per-video
+logic and the actors), :mod:`~raycondi.pipeline.plan` (pool sizes), :mod:`~raycondi.pipeline.label` (the
+driver), :mod:`~raycondi.pipeline.schema` (the output columns) and :mod:`~raycondi.pipeline.sink` (the Parquet
+writer and the resume check). The names below are importable from here; the ones that need torch are loaded
+on first use, so that Ray's write workers, which unpickle the sink, never import torch.
 """
 
 from importlib import import_module
 
+from raycondi.pipeline.config import LabelConfig, LabelSummary
+from raycondi.pipeline.inputs import VIDEO_SUFFIXES, list_videos
 from raycondi.pipeline.schema import OUTPUT_COLUMNS, OUTPUT_SCHEMA, columns_markdown
 from raycondi.pipeline.sink import LabelError, LabelSink, labelled_ids
 
-_FROM_LABEL = (
-    "STRATEGIES", "LabelConfig", "LabelSummary", "ScoreAndSelect", "TeacherPredict", "label_videos", "list_videos",
-    "select_clips", "video_prediction",
-)
+_LAZY = {
+    "label_videos": "raycondi.pipeline.label",
+    "check_models": "raycondi.pipeline.label",
+    "ScoreAndSelect": "raycondi.pipeline.stages",
+    "ScoreSelectPredict": "raycondi.pipeline.stages",
+    "TeacherPredict": "raycondi.pipeline.stages",
+    "select_clips": "raycondi.pipeline.stages",
+    "video_prediction": "raycondi.pipeline.stages",
+}
 
 __all__ = [
-    "OUTPUT_COLUMNS", "OUTPUT_SCHEMA", "LabelError", "LabelSink", "columns_markdown", "labelled_ids", *_FROM_LABEL,
+    "OUTPUT_COLUMNS", "OUTPUT_SCHEMA", "VIDEO_SUFFIXES", "LabelConfig", "LabelError", "LabelSink", "LabelSummary",
+    "columns_markdown", "labelled_ids", "list_videos", *_LAZY,
 ]
 
 
 def __getattr__(name: str):
-    if name in _FROM_LABEL:
-        return getattr(import_module("raycondi.pipeline.label"), name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

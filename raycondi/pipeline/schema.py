@@ -6,7 +6,8 @@ the same list, so the documentation cannot drift from the files.
 
 The ``selected_*`` columns are parallel lists describing the clips that decided the label: first the
 K_s clips the student labelled alone (lowest student entropy first), then the K_t clips the teacher
-labelled (highest student confidence first for ``condi``, temporal order for the other strategies).
+labelled (highest score first for the samplers -- z̃ for ``condi_sr`` --, temporal order for ``dense``,
+``equidistant`` and ``random``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ OUTPUT_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("top5_scores", pa.list_(pa.float64()), "their video probabilities"),
     ("num_clips", pa.int32(), "N: clips the video was cut into (clip_len frames each, last one looped)"),
     ("duration_s", pa.float64(), "decoded video duration in seconds"),
-    ("strategy", pa.string(), "clip selection: condi (Fig. 2b/2c), dense, equidistant or random"),
+    ("strategy", pa.string(), "clip selection (raycondi.strategies): condi_sr (Fig. 2b/2c), the other samplers "
+                              "(bce_conf, st_conf, st_ent, max_prob), or dense, equidistant, random (teacher alone)"),
     ("k", pa.int32(), "K: clips used per video (all N for dense)"),
     ("k_student", pa.int32(), "K_s: of them, clips labelled by the student alone (Fig. 2c)"),
     ("selected_clips", pa.list_(pa.int32()), "indices of the clips that decided the label (student's first, then "
@@ -47,8 +49,9 @@ OUTPUT_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("selected_by", pa.list_(pa.string()), '"student" or "teacher": who labelled each selected clip'),
     ("teacher_clips", pa.int32(), "clips the teacher actually ran on for this video, counted in TeacherPredict: "
                                   "K_t = K - K_s, fewer when the video has fewer clips; 0 on error rows"),
-    ("clip_confidence", pa.list_(pa.float32()), "z~ of every clip in temporal order (condi only; empty otherwise)"),
-    ("student_model", pa.string(), "student checkpoint URI (condi only; null otherwise)"),
+    ("clip_confidence", pa.list_(pa.float32()), "z~ of every clip in temporal order (the strategies that run the "
+                                                "student; empty otherwise)"),
+    ("student_model", pa.string(), "student checkpoint URI (the strategies that run the student; null otherwise)"),
     ("student_architecture", pa.string(), "student architecture name from its config.json"),
     ("teacher_model", pa.string(), "teacher checkpoint URI"),
     ("teacher_architecture", pa.string(), "teacher architecture name from its config.json"),

@@ -1,7 +1,7 @@
 """The labelling job's output side: the Parquet writer (:class:`LabelSink`) and the resume check
 (:func:`labelled_ids`).
 
-Kept apart from :mod:`raycondi.pipeline.label` and free of torch on purpose: Ray Data runs the sink in
+Kept apart from the stages and free of torch on purpose: Ray Data runs the sink in
 plain worker processes, which then start without importing torch.
 
 Publishing: a file appears whole or not at all -- on S3 by a single PUT (pyarrow switches to a multipart
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
+from raycondi import strategies
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK
 from raycondi.video.storage import StorageError, StorageOptions, UriError, join, list_files, resolve, write_bytes
 
@@ -33,7 +34,7 @@ __all__ = ["LabelError", "LabelSink", "labelled_ids", "output_files", "publish"]
 class LabelError(UriError, ValueError):
     """The labelling job cannot run: unusable input, output or checkpoint. ``str()`` is ``"{uri}: {reason}"``.
 
-    Defined here (not in :mod:`raycondi.pipeline.label`, which re-exports it) so that the resume check
+    Defined here (and exported by :mod:`raycondi.pipeline`) so that the input listing and the resume check
     can raise it without importing torch."""
 
 
@@ -104,12 +105,13 @@ class LabelSink(Datasink[dict[str, Any]]):
         publish(uri, buffer.getvalue(), self.storage)
         ok = pc.equal(table["status"], STATUS_OK)
         ok_rows = table.filter(ok)
-        strategy_is_condi = pc.equal(ok_rows["strategy"], "condi")
+        samplers = pa.array([s.name for s in strategies.STRATEGIES if s.needs_student], pa.string())
+        scored = pc.is_in(ok_rows["strategy"], value_set=samplers)
         counts = {
             "videos_ok": ok_rows.num_rows,
             "videos_error": table.num_rows - ok_rows.num_rows,
             "dense_clips": pc.sum(ok_rows["num_clips"]).as_py() or 0,
-            "clips_scored": pc.sum(ok_rows.filter(strategy_is_condi)["num_clips"]).as_py() or 0,
+            "clips_scored": pc.sum(ok_rows.filter(scored)["num_clips"]).as_py() or 0,
             "clips_to_teacher": pc.sum(table["teacher_clips"]).as_py() or 0,
         }
         return {"counts": counts, "files": [uri]}

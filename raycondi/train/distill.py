@@ -2,8 +2,9 @@
 
 ``distill(DistillConfig(...))`` stores the teacher's logits once (:mod:`raycondi.train.outputs`), then runs
 :func:`distill_loop` on a ``TorchTrainer`` (run layout, resume and ``{out}/model`` as in
-:mod:`raycondi.train.runtime`). What differs between methods is only a row of :data:`METHODS`: the loss
-and the per-clip score that decides which clips go to the teacher.
+:mod:`raycondi.train.runtime`). What differs between methods is only the loss (:data:`LOSSES`) and the
+per-clip score that decides which clips go to the teacher, which is the method's row of
+:mod:`raycondi.strategies` (the table every command reads).
 
 ============  ===============================================  ====================================
 method        loss (``raycondi.losses``)                       selection score (higher = teacher)
@@ -38,6 +39,7 @@ import ray
 import torch
 from torch import Tensor
 
+from raycondi.datasets.shards import read_summary
 from raycondi.losses import (
     bce_conf_loss,
     condi_sr_loss,
@@ -46,14 +48,15 @@ from raycondi.losses import (
     devries_next_lambda,
     kd_loss,
 )
-from raycondi.models import CheckpointConfig, load_checkpoint
-from raycondi.selection import predictive_entropy
+from raycondi.models import CheckpointConfig, read_checkpoint_config
+from raycondi.strategies import METHODS, clip_scores
 from raycondi.train import runtime
 from raycondi.train.data import iter_batches, read_training_splits
 from raycondi.train.metrics import auroc, clip_accuracy, video_accuracy
 from raycondi.train.outputs import compute_teacher_logits, load_teacher_logits
 
-__all__ = ["METHODS", "DistillConfig", "Method", "distill", "distill_loop", "evaluate_student", "student_config"]
+__all__ = ["LOSSES", "METHODS", "DistillConfig", "Loss", "distill", "distill_loop", "evaluate_student",
+           "student_config"]
 
 DEVRIES_INITIAL_LAMBDA = 0.1
 
@@ -69,7 +72,7 @@ class DistillConfig(runtime.TrainOptions):
         student, student_kwargs: the student's backbone (``list_models()``) and its builder's arguments.
         frame_step: the student sees every ``frame_step``-th frame of the teacher's clips
             (``CheckpointConfig.frame_step``); 1 is the paper's input, more lets the labelling job skim.
-        method: a key of :data:`METHODS`.
+        method: one of :data:`raycondi.strategies.METHODS`.
         lam, mu, tau: λ, μ, τ of the losses (paper: 1.5, 1.5, 0.9).
         ks: the K of the validation video accuracies.
 
@@ -121,29 +124,10 @@ def _bce_conf(
     return bce_conf_loss(logits, confidence, teacher, labels, lam=c.lam, mu=c.mu)
 
 
-def _confidence(logits: np.ndarray, confidence_logit: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-confidence_logit.astype(np.float64)))
+Loss = Callable[[Tensor, Tensor, Tensor, Tensor, DistillConfig, float], Tensor]
+"""``loss(logits, confidence_logit, teacher_logits, labels, config, lam_dv)``."""
 
-
-def _negative_entropy(logits: np.ndarray, confidence_logit: np.ndarray) -> np.ndarray:
-    return -predictive_entropy(_softmax(logits))
-
-
-@dataclass(frozen=True)
-class Method:
-    """``loss(logits, confidence_logit, teacher_logits, labels, config, lam_dv)`` and
-    ``score(logits, confidence_logit)`` (numpy, ``(N,)``; the K highest go to the teacher)."""
-
-    loss: Callable[[Tensor, Tensor, Tensor, Tensor, DistillConfig, float], Tensor]
-    score: Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-METHODS: dict[str, Method] = {
-    "condi_sr": Method(_condi_sr, _confidence),
-    "st_ent": Method(_st_ent, _negative_entropy),
-    "st_conf": Method(_st_conf, _confidence),
-    "bce_conf": Method(_bce_conf, _confidence),
-}
+LOSSES: dict[str, Loss] = {"condi_sr": _condi_sr, "st_ent": _st_ent, "st_conf": _st_conf, "bce_conf": _bce_conf}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -160,7 +144,8 @@ def evaluate_student(
     and ``video_accuracy_k{K}``."""
     p = predictions
     z = teacher_logits.argmax(axis=1) == p["label"]  # Eq. 1, first index on ties as teacher_correct
-    score = METHODS[method].score(p["logits"], p["confidence_logit"])
+    confidence = 1 / (1 + np.exp(-p["confidence_logit"].astype(np.float64)))
+    score = clip_scores(method, _softmax(p["logits"].astype(np.float64)), confidence)
     probs = _softmax(teacher_logits.astype(np.float64))
     clips = (p["video_id"], p["clip_index"], p["label"], probs)
     metrics = {
@@ -179,7 +164,7 @@ def distill_loop(
     """Distil the student ``model_config`` describes from the logits stored at ``logits_uri``."""
     on = runtime.device()
     rng = runtime.seed_everything(config.seed)
-    method = METHODS[config.method]
+    loss_of = LOSSES[config.method]
     model = runtime.wrap(
         runtime.init_model(model_config, config.finetune, config.storage),
         on,
@@ -204,7 +189,7 @@ def distill_loop(
             teacher = torch.from_numpy(train_logits.lookup(batch["video_id"], batch["clip_index"])).to(on)
             with runtime.autocast(on):
                 logits, confidence = model(x)
-            loss = method.loss(logits.float(), confidence.float(), teacher, y, config, lam_dv)
+            loss = loss_of(logits.float(), confidence.float(), teacher, y, config, lam_dv)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -235,16 +220,19 @@ def _train_func(loop_config: dict) -> None:
 
 
 def student_config(config: DistillConfig) -> CheckpointConfig:
-    """The student's checkpoint config: the teacher's classes, clip length, crop and normalisation, and
-    ``config.frame_step``; ``ValueError`` when the teacher's clips are shorter than ``frame_step``."""
-    _, teacher = load_checkpoint(config.teacher, storage=config.storage)
+    """The student's checkpoint config: the teacher's classes, clip length, crop and normalisation, the resize
+    of the shards it is distilled on, and ``config.frame_step``; ``ValueError`` when the teacher's clips are
+    shorter than ``frame_step`` or smaller than its crop."""
+    teacher = read_checkpoint_config(config.teacher, storage=config.storage)
+    resize = read_summary(config.clips, config.storage).clip.size
     try:
         return dataclasses.replace(
             teacher, architecture=config.student, student=True, model_kwargs=dict(config.student_kwargs),
-            frame_step=config.frame_step,
+            frame_step=config.frame_step, resize=resize,
         )
     except ValueError as error:
-        raise ValueError(f"--frame-step {config.frame_step} for the teacher {config.teacher}: {error}") from None
+        raise ValueError(f"--frame-step {config.frame_step} with the teacher {config.teacher} on {config.clips}: "
+                         f"{error}") from None
 
 
 def prepare_inputs(config: DistillConfig) -> tuple[CheckpointConfig, str, dict[str, ray.data.Dataset]]:

@@ -5,7 +5,7 @@
 * :func:`clip_accuracy` -- argmax of per-clip logits or probabilities against the labels;
 * :func:`video_accuracy` -- a video's label from its clips' teacher probabilities, either averaged over
   every clip (dense) or over the top-K clips by a score (Fig. 2b). The selection and the averaging are
-  :mod:`raycondi.selection`'s rules (``dense``, ``confidence_k``); this module only groups clips by video.
+  :mod:`raycondi.selection`'s rules (``dense``, ``score_k``); this module only groups clips by video.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from raycondi.selection import confidence_k, dense
+from raycondi.selection import dense, score_k
 
 __all__ = ["auroc", "clip_accuracy", "video_accuracy"]
 
@@ -67,7 +67,7 @@ def video_accuracy(
     may come in any order; they are grouped by video and put in clip order. Without ``scores`` a video's
     prediction is :func:`raycondi.selection.dense` (the mean of all its clips' probabilities); with
     ``scores`` (``(N,)``, higher = send to the teacher) and ``k`` it is
-    :func:`raycondi.selection.confidence_k`: the mean over the K highest-scoring clips (all clips when
+    :func:`raycondi.selection.score_k`: the mean over the K highest-scoring clips (all clips when
     K >= N; ties go to the lower clip index).
     """
     video_ids = np.asarray(video_ids)
@@ -90,6 +90,6 @@ def video_accuracy(
     bounds = np.flatnonzero(np.diff(inverse[order])) + 1
     correct = 0
     for rows in np.split(order, bounds):
-        selection = dense(probs[rows]) if scores is None else confidence_k(probs[rows], scores[rows], k)
+        selection = dense(probs[rows]) if scores is None else score_k(probs[rows], scores[rows], k)
         correct += selection.label == labels[rows[0]]
     return float(correct / len(videos))

@@ -27,9 +27,11 @@ import pyarrow.parquet as pq
 import ray
 import torch
 
-from raycondi.models import for_inference, load_checkpoint
+from raycondi.datasets.shards import frames_to_numpy
+from raycondi.models import for_inference, load_checkpoint, read_checkpoint_config
 from raycondi.models.checkpoint import CONFIG_FILE, MODEL_FILE
-from raycondi.train.data import clips_to_tensor, read_split
+from raycondi.models.preprocess import model_input
+from raycondi.train.data import read_split
 from raycondi.video.storage import StorageOptions, exists, join, open_input, open_output, read_bytes, write_bytes
 
 __all__ = ["StoredLogits", "TeacherLogits", "compute_teacher_logits", "load_teacher_logits", "teacher_logits_uri"]
@@ -45,10 +47,7 @@ class TeacherLogits:
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        config = self.config
-        x = clips_to_tensor(
-            batch, config.crop_size, config.mean, config.std, device=self.device, frame_step=config.frame_step
-        )
+        x = model_input(frames_to_numpy(batch), self.config, device=self.device)
         logits = self.model(x).float().cpu().numpy()
         return {"video_id": batch["video_id"], "clip_index": batch["clip_index"], "logits": logits}
 
@@ -78,7 +77,7 @@ def compute_teacher_logits(
     out = teacher_logits_uri(clips, teacher, storage)
     if exists(join(out, "teacher.json"), storage):
         return out
-    _, config = load_checkpoint(teacher, storage=storage)
+    config = read_checkpoint_config(teacher, storage=storage)
     present = [s for s in splits if exists(join(clips, s), storage)]
     for split in present:
         predictions = read_split(clips, split, storage).map_batches(

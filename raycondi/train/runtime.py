@@ -35,9 +35,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from raycondi.datasets.shards import frames_to_numpy
 from raycondi.models import CheckpointConfig, load_checkpoint, model_info, save_checkpoint
 from raycondi.models.checkpoint import CONFIG_FILE, MODEL_FILE
-from raycondi.train.data import clips_to_tensor
+from raycondi.models.preprocess import model_input
 from raycondi.video.storage import StorageOptions, absolute, join, resolve, write_bytes
 
 __all__ = [
@@ -294,8 +295,7 @@ def training_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A training batch on ``on``: its clips as random crops (and flips, when ``flip``) of every
     ``config.frame_step``-th frame, and their labels."""
-    x = clips_to_tensor(batch, config.crop_size, config.mean, config.std, device=on, rng=rng, flip=flip,
-                        frame_step=config.frame_step)
+    x = model_input(frames_to_numpy(batch), config, device=on, rng=rng, flip=flip)
     return x, torch.from_numpy(batch["label_index"].astype(np.int64)).to(on)
 
 
@@ -315,7 +315,7 @@ def predict(
     for i, batch in enumerate(data.iter_batches(batch_size=batch_size, batch_format="numpy")):
         if i % world_size() != rank():
             continue
-        x = clips_to_tensor(batch, config.crop_size, config.mean, config.std, device=on, frame_step=config.frame_step)
+        x = model_input(frames_to_numpy(batch), config, device=on)
         with autocast(on):
             output = module(x)
         logits, confidence = output if isinstance(output, tuple) else (output, None)

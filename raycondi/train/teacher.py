@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from raycondi.datasets.shards import read_summary
-from raycondi.models import CheckpointConfig, load_checkpoint
+from raycondi.models import CheckpointConfig, read_checkpoint_config
 from raycondi.train import runtime
 from raycondi.train.data import iter_batches, read_training_splits
 from raycondi.train.metrics import clip_accuracy, video_accuracy
@@ -96,11 +96,12 @@ def _train_func(loop_config: dict) -> None:
 
 
 def model_config(config: TeacherConfig) -> CheckpointConfig:
-    """The teacher's checkpoint config: architecture, the shards' classes and clip length, the crop size."""
+    """The teacher's checkpoint config: architecture, the shards' classes, clip length and resize (the
+    preprocessing it is trained on, which ``label`` repeats), the crop size."""
     summary = read_summary(config.clips, config.storage)
     architecture, kwargs = config.model, dict(config.model_kwargs)
     if config.finetune is not None:
-        _, source = load_checkpoint(config.finetune, storage=config.storage)
+        source = read_checkpoint_config(config.finetune, storage=config.storage)
         architecture, kwargs = source.architecture, dict(source.model_kwargs)
     return CheckpointConfig(
         architecture=architecture,
@@ -109,6 +110,7 @@ def model_config(config: TeacherConfig) -> CheckpointConfig:
         class_names=tuple(summary.classes),
         clip_len=summary.clip.clip_len,
         crop_size=config.crop_size,
+        resize=summary.clip.size,
     )
 
 

@@ -2,11 +2,16 @@
 
 A video of ``F`` decoded frames is sampled every ``stride``-th frame (``F_s = ceil(F / stride)`` frames) and
 cut into ``N = ceil(F_s / clip_len)`` clips of ``clip_len`` frames; the last clip is padded by looping its
-own frames (frames ``a b c`` padded to 8 give ``a b c a b c a b``). Each frame is resized so that its short
-side is ``size`` (after applying the sample aspect ratio), centre-cropped to ``size x size`` and rotated as
-the stream's display matrix asks (the ``rotate`` tag of phone videos; rounded to quarter turns, mirroring
-is not applied), giving uint8 RGB clips of shape ``(clip_len, size, size, 3)``. Audio and other streams are
-skipped by the demuxer.
+own frames (frames ``a b c`` padded to 8 give ``a b c a b c a b``). Each frame is shown as the stream's display
+matrix asks (the ``rotate`` tag of phone videos; rounded to quarter turns, mirroring is not applied) and with its
+sample aspect ratio, then resized by :class:`ClipSpec`'s ``size`` -- the resize a checkpoint records
+(``CheckpointConfig.resize``), so ``prepare`` and ``label`` produce the same pixels:
+
+* an integer ``S``: the short side becomes ``S`` and the centre ``S x S`` square is kept (``prepare --size S``);
+* a pair ``(H, W)``: the whole frame is resized to ``H x W``, aspect ratio ignored (torchvision's Kinetics
+  weights: 128 x 171).
+
+Clips are uint8 RGB arrays of shape ``(clip_len, H, W, 3)``. Audio and other streams are skipped by the demuxer.
 
 Timestamps come from each frame's pts (variable frame rate is handled), in seconds relative to the first
 decoded video frame. Clip ``i`` covers ``[start_s, end_s)``: it starts at its first sampled frame and ends
@@ -61,7 +66,10 @@ from av.video.reformatter import VideoReformatter
 from raycondi.video import storage as _storage
 from raycondi.video.storage import StorageError, StorageOptions, UriError
 
-__all__ = ["VideoDecodeError", "ClipSpec", "DecodeLimits", "Clip", "SkimClip", "iter_clips", "count_clips"]
+__all__ = [
+    "Clip", "ClipSpec", "DecodeLimits", "Size", "SkimClip", "VideoDecodeError", "check_size", "count_clips",
+    "frame_size", "iter_clips",
+]
 
 _READ_BLOCK = 1 << 20  # bytes per ranged read of the source (one GET on S3)
 _AVIO_BUFFER = 64 << 10  # FFmpeg's own read size from the Python file object
@@ -75,18 +83,45 @@ class VideoDecodeError(UriError):
     """A video could not be decoded into clips; ``str()`` is ``"{uri}: {reason}"``."""
 
 
+Size = int | tuple[int, int]
+
+
+def frame_size(size: Size) -> tuple[int, int]:
+    """``(H, W)`` of the frames the resize ``size`` gives: ``(S, S)`` for a short side ``S``, else ``size``."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def check_size(size: object, name: str = "size") -> Size:
+    """``size`` as a resize (an int ``S`` or an ``(H, W)`` pair, a JSON list accepted); ``ValueError`` naming
+    ``name`` otherwise."""
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(type(v) is int for v in size):
+        size = (size[0], size[1])
+    elif type(size) is not int:
+        raise ValueError(f"{name} must be a short side S or a pair (H, W) of pixels, got {size!r}")
+    if min(frame_size(size)) < 1:
+        raise ValueError(f"{name} must be >= 1 pixel, got {size!r}")
+    return size
+
+
 @dataclass(frozen=True)
 class ClipSpec:
-    """How videos are cut: ``clip_len`` sampled frames per clip, ``size`` pixels square, every ``stride``-th frame."""
+    """How videos are cut: ``clip_len`` sampled frames per clip, every ``stride``-th frame, resized by ``size``
+    (a short side ``S`` with the centre ``S x S`` kept, or a fixed ``(H, W)``; see the module docstring)."""
 
     clip_len: int = 16
-    size: int = 112
+    size: Size = 112
     stride: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("clip_len", "size", "stride"):
+        object.__setattr__(self, "size", check_size(self.size))
+        for name in ("clip_len", "stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int, int]:
+        """``(clip_len, H, W, 3)``: the shape of one decoded clip."""
+        return (self.clip_len, *frame_size(self.size), 3)
 
 
 @dataclass(frozen=True)
@@ -101,7 +136,7 @@ class DecodeLimits:
 
 @dataclass(frozen=True, eq=False)
 class Clip:
-    """Clip ``index`` of a video: ``frames`` (clip_len, size, size, 3) uint8 RGB covering ``[start_s, end_s)``."""
+    """Clip ``index`` of a video: ``frames`` (clip_len, H, W, 3) uint8 RGB covering ``[start_s, end_s)``."""
 
     index: int
     start_s: float
@@ -130,10 +165,10 @@ class SkimClip(Clip):
 
     step: int
     pictures: tuple[av.VideoFrame, ...]
-    convert: _SquareRGB
+    convert: _ResizeRGB
 
     def full(self) -> np.ndarray:
-        """All ``clip_len`` frames as uint8 ``(clip_len, size, size, 3)``, converting the ones the skim skipped."""
+        """All ``clip_len`` frames as uint8 ``(clip_len, H, W, 3)``, converting the ones the skim skipped."""
         out = np.empty(self.full_shape, np.uint8)
         out[:: self.step] = self.frames
         for i, picture in enumerate(self.pictures):
@@ -162,7 +197,7 @@ def count_clips(num_frames: int, clip_len: int) -> int:
 def iter_clips(
     uri: str,
     clip_len: int = 16,
-    size: int = 112,
+    size: Size = 112,
     stride: int = 1,
     *,
     skim_step: int = 1,
@@ -191,7 +226,7 @@ def _clips(
     index, pending = 0, None  # pending: a full clip whose end_s is the next clip's start
     builder, start, video_end = None, 0.0, 0.0
     with _open_video(uri, limits, storage) as (container, stream):
-        to_square = _SquareRGB(spec.size, stream.sample_aspect_ratio)
+        to_rgb = _ResizeRGB(spec.size, stream.sample_aspect_ratio)
         for number, (frame, time, frame_end) in enumerate(_decoded_frames(uri, container, stream, limits)):
             video_end = frame_end
             if number % spec.stride:
@@ -200,7 +235,7 @@ def _clips(
                 yield replace(pending, end_s=time)
                 pending = None
             if builder is None:
-                start, builder = time, _ClipBuilder(spec, skim_step, to_square)
+                start, builder = time, _ClipBuilder(spec, skim_step, to_rgb)
             builder.add(frame)
             if builder.filled == spec.clip_len:
                 pending, builder, index = builder.clip(index, start, math.nan), None, index + 1
@@ -213,9 +248,9 @@ def _clips(
 class _ClipBuilder:
     """One clip's frames as they arrive: every ``step``-th converted at once, all kept when skimming (step > 1)."""
 
-    def __init__(self, spec: ClipSpec, step: int, convert: _SquareRGB) -> None:
+    def __init__(self, spec: ClipSpec, step: int, convert: _ResizeRGB) -> None:
         self.clip_len, self.step, self.convert = spec.clip_len, step, convert
-        self.frames = np.empty((-(-spec.clip_len // step), spec.size, spec.size, 3), np.uint8)
+        self.frames = np.empty((-(-spec.clip_len // step), *spec.frame_shape[1:]), np.uint8)
         self.pictures: list[av.VideoFrame] = []
         self.filled = 0
 
@@ -345,28 +380,36 @@ def _describe(error: BaseException) -> str:
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
-class _SquareRGB:
-    """Resize a frame so its displayed short side is ``size``, centre-crop it square, apply the display rotation.
+class _ResizeRGB:
+    """Turn a decoded frame into the resized uint8 RGB picture of the module docstring.
 
-    Scaling happens in the frame's own pixel format and the RGB conversion after it, on the small picture:
-    two swscale passes measured 2-3x faster than one combined scale-and-convert pass (which misses
-    swscale's fast YUV->RGB path). AREA averaging avoids aliasing when shrinking large frames.
+    The display rotation is applied to the result and the resize is computed in displayed orientation, so a
+    portrait phone video resized to ``(H, W)`` comes out ``H x W``. Scaling happens in the frame's own pixel
+    format and the RGB conversion after it, on the small picture: two swscale passes measured 2-3x faster than
+    one combined scale-and-convert pass (which misses swscale's fast YUV->RGB path). AREA averaging avoids
+    aliasing when shrinking large frames.
     """
 
-    def __init__(self, size: int, sample_aspect_ratio: Fraction | None) -> None:
+    def __init__(self, size: Size, sample_aspect_ratio: Fraction | None) -> None:
         self._size, self._sar = size, float(sample_aspect_ratio) if sample_aspect_ratio else 1.0
         self._scale, self._convert = VideoReformatter(), VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        size, display_w = self._size, frame.width * self._sar
-        scale = size / min(display_w, frame.height)
-        width, height = max(size, round(display_w * scale)), max(size, round(frame.height * scale))
+        quarter_turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise, like np.rot90
+        display_w = frame.width * self._sar
+        if isinstance(self._size, int):  # short side S, then the centre S x S
+            size = self._size
+            scale = size / min(display_w, frame.height)
+            width, height = max(size, round(display_w * scale)), max(size, round(frame.height * scale))
+            crop_h = crop_w = size
+        else:  # a fixed (H, W) of the displayed picture: stored sideways when rotated a quarter turn
+            height, width = self._size[::-1] if quarter_turns % 2 else self._size
+            crop_h, crop_w = height, width
         scaled = self._scale.reformat(frame, width, height, interpolation="AREA")
         rgb = self._convert.reformat(scaled, format="rgb24").to_ndarray()
-        top, left = (height - size) // 2, (width - size) // 2
-        square = rgb[top : top + size, left : left + size]
-        quarter_turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise, like np.rot90
-        return np.rot90(square, quarter_turns) if quarter_turns else square
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        picture = rgb[top : top + crop_h, left : left + crop_w]
+        return np.rot90(picture, quarter_turns) if quarter_turns else picture
 
 
 class _BlockReader:

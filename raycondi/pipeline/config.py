@@ -1,0 +1,161 @@
+"""The labelling job's configuration (:class:`LabelConfig`, built once by the CLI) and what a run reports
+(:class:`LabelSummary`, printed and written to ``{output}/_summary.json``). Torch-free and Ray-free."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from raycondi import strategies
+from raycondi.video.decode import DecodeLimits
+from raycondi.video.storage import StorageOptions
+
+__all__ = ["STAGES", "SUMMARY_FILE", "LabelConfig", "LabelSummary"]
+
+SUMMARY_FILE = "_summary.json"
+STAGES = ("auto", "split", "fused")
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Everything the labelling job needs; built once (by the CLI) and passed down.
+
+    Attributes:
+        input: a prefix (every file under it with a :data:`~raycondi.pipeline.inputs.VIDEO_SUFFIXES`
+            extension) or a dataset/manifest that :func:`~raycondi.datasets.manifests.read_dataset` reads
+            (CSV/Parquet manifest, UCF-101 or Kinetics layout); local or ``s3://``.
+        output: folder (local or ``s3://``) for the Parquet files and ``_summary.json``.
+        teacher, student: checkpoint directories. The student runs only for the strategies that rank clips
+            by its score (:mod:`raycondi.strategies`: ``condi_sr``, ``bce_conf``, ``st_conf``, ``st_ent``,
+            ``max_prob``).
+        k, k_student: K clips per video, K_s of them labelled by the student alone (Fig. 2c; condi_sr only).
+        strategy: a name of :data:`raycondi.strategies.LABEL_STRATEGIES`; ``condi_sr`` (the default, Fig. 2b/2c;
+            ``condi`` is accepted for it), the other samplers, or ``dense``/``equidistant``/``random`` (the
+            teacher alone, to compare costs through the same job).
+        weighting: how the teacher's K_t predictions are averaged (``selection.aggregate``): plain ``mean``
+            or weighted by the student's ``confidence`` z̃ (the strategies ranking by z̃).
+        seed: seeds ``random`` (per video, with its id, so a rerun picks the same clips).
+        split: with a dataset input, label only this split (``train``/``val``/``test``); None labels all.
+        stride: temporal step between sampled frames.
+        student_batch_size: clips per student forward pass.
+        teacher_batch_size: clips per teacher forward pass.
+        videos_per_teacher_call: videos per TeacherPredict call (their clips are batched together).
+        rows_per_file: videos gathered into one output file (smaller: less work redone after a crash).
+        stages: ``split`` runs ScoreAndSelect and TeacherPredict in separate actor pools; ``fused`` runs both
+            in one ScoreSelectPredict actor (one process and one torch per actor instead of two, and the K
+            clips stay in it: the memory-lean choice when both models run on CPU); ``auto`` fuses exactly when
+            no stage has a GPU.
+        student_actors, teacher_actors: actor pool sizes (``student_actors`` sizes the fused pool); None
+            derives them from the cluster's resources (:func:`~raycondi.pipeline.plan.plan_pools`).
+        student_gpus, teacher_gpus: GPUs per actor; ``teacher_gpus=None`` is 1 when the cluster has GPUs.
+        cpus_per_actor: CPUs reserved by each actor (and its torch threads).
+        limits, storage: decode limits and S3 settings.
+    """
+
+    input: str
+    output: str
+    teacher: str
+    student: str | None = None
+    k: int = 5
+    k_student: int = 0
+    strategy: str = "condi_sr"
+    weighting: Literal["mean", "confidence"] = "mean"
+    seed: int = 0
+    split: str | None = None
+    stride: int = 1
+    student_batch_size: int = 16
+    teacher_batch_size: int = 32
+    videos_per_teacher_call: int = 8
+    rows_per_file: int = 256
+    stages: Literal["auto", "split", "fused"] = "auto"
+    student_actors: int | None = None
+    teacher_actors: int | None = None
+    student_gpus: float = 0.0
+    teacher_gpus: float | None = None
+    cpus_per_actor: float = 1.0
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    storage: StorageOptions | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        object.__setattr__(self, "strategy", strategies.ALIASES.get(self.strategy, self.strategy))
+        entry = None
+        if self.strategy not in strategies.LABEL_STRATEGIES:
+            problems.append(f"strategy must be one of {', '.join(strategies.LABEL_STRATEGIES)}, "
+                            f"got {self.strategy!r}")
+        else:
+            entry = strategies.get(self.strategy)
+        if self.weighting not in ("mean", "confidence"):
+            problems.append(f"weighting must be 'mean' or 'confidence', got {self.weighting!r}")
+        if self.weighting == "confidence" and entry and entry.score != "confidence":
+            problems.append(f"weighting='confidence' needs a strategy ranking clips by z~, not {self.strategy!r}")
+        if self.k < 1:
+            problems.append(f"k must be >= 1, got {self.k}")
+        if not 0 <= self.k_student <= self.k:
+            problems.append(f"k_student must be between 0 and k={self.k}, got {self.k_student}")
+        if self.k_student and entry and not entry.splits:
+            problems.append(f"k_student needs strategy='condi_sr', got {self.strategy!r}")
+        if entry and entry.needs_student and not self.student:
+            problems.append(f"strategy={self.strategy!r} needs a student checkpoint")
+        if self.stages not in STAGES:
+            problems.append(f"stages must be one of {', '.join(STAGES)}, got {self.stages!r}")
+        if self.stages == "fused" and (self.student_gpus or self.teacher_gpus):
+            problems.append("stages='fused' runs both models on CPU: it takes no student_gpus or teacher_gpus")
+        if self.split not in (None, "train", "val", "test"):
+            problems.append(f"split must be train, val or test, got {self.split!r}")
+        for name in ("stride", "student_batch_size", "teacher_batch_size", "videos_per_teacher_call",
+                     "rows_per_file"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("student_actors", "teacher_actors"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.student_gpus < 0 or (self.teacher_gpus or 0) < 0 or self.cpus_per_actor <= 0:
+            problems.append("student_gpus and teacher_gpus must be >= 0, cpus_per_actor > 0")
+        if problems:
+            raise ValueError("invalid LabelConfig: " + "; ".join(problems))
+
+    @property
+    def uses_student(self) -> bool:
+        """True when the strategy ranks clips by the student's score (the student runs on every clip)."""
+        return strategies.get(self.strategy).needs_student
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """What a run did; printed by the CLI and written to ``{output}/_summary.json``.
+
+    ``clips_scored``: clips the student scored (ok videos); ``clips_to_teacher``: clips the teacher ran on;
+    ``dense_clips``: clips of the ok videos, i.e. what dense sampling would have sent to the teacher;
+    ``teacher_share = clips_to_teacher / dense_clips``; ``plan``: the actors the run used
+    (:class:`~raycondi.pipeline.plan.PoolPlan`).
+    """
+
+    run_id: str
+    input: str
+    output: str
+    strategy: str
+    k: int
+    k_student: int
+    videos_in_input: int
+    videos_already_labelled: int
+    videos_labelled: int
+    videos_ok: int
+    videos_error: int
+    clips_scored: int
+    clips_to_teacher: int
+    dense_clips: int
+    teacher_share: float | None
+    seconds: float
+    videos_per_second: float | None
+    files: tuple[str, ...] = ()
+    plan: str | None = None
+
+    @property
+    def nothing_labelled(self) -> bool:
+        """True when there were videos to label and none of them came out ok (the CLI then exits 1)."""
+        return self.videos_labelled > 0 and self.videos_ok == 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)

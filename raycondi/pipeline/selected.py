@@ -1,0 +1,71 @@
+"""What the selection of one video hands to the teacher: :class:`SelectedClips`, and the helpers the two
+selection algorithms (:mod:`~raycondi.pipeline.topk`, :mod:`~raycondi.pipeline.spool`) share. No torch, no Ray."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from raycondi.video.decode import Clip
+
+__all__ = ["Scorer", "SelectedClips", "stack_clips", "timed"]
+
+Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""Student on a (B, T, H, W, 3) uint8 batch -> (class probabilities (B, C), confidence z~ (B,))."""
+
+
+@dataclass(frozen=True, eq=False)
+class SelectedClips:
+    """One video after selection.
+
+    ``starts``/``ends`` have one entry per clip, as have ``confidence`` (the student's z̃) and ``scores``
+    (what the strategy ranked clips by) when the student ran, else they are empty; ``student_clips`` and
+    ``teacher_clips`` are the chosen indices in rank order (temporal order for the teacher-only strategies),
+    ``student_probs`` ``(K_s, C)`` the student's probabilities on its clips, ``teacher_frames``
+    ``(K_t, T, H, W, 3)`` the teacher clips' pixels; ``decode_s``/``student_s`` the time spent.
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    confidence: np.ndarray
+    scores: np.ndarray
+    student_clips: np.ndarray
+    student_probs: np.ndarray
+    teacher_clips: np.ndarray
+    teacher_frames: np.ndarray
+    decode_s: float
+    student_s: float
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.starts)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.ends[-1] - self.starts[0])
+
+    @property
+    def teacher_confidence(self) -> np.ndarray | None:
+        """z̃ of the teacher's clips, in their order (the weights of ``weighting="confidence"``); None
+        when the student did not run."""
+        return self.confidence[self.teacher_clips] if self.confidence.size else None
+
+
+def timed(clips: Iterable[Clip], clock: list[float]) -> Iterator[Clip]:
+    """``clips``, adding the time spent producing each one to ``clock[0]``."""
+    iterator = iter(clips)
+    while True:
+        started = time.perf_counter()
+        clip = next(iterator, None)
+        clock[0] += time.perf_counter() - started
+        if clip is None:
+            return
+        yield clip
+
+
+def stack_clips(frames: list[np.ndarray], clip_shape: tuple[int, ...]) -> np.ndarray:
+    """``frames`` as one ``(K, *clip_shape)`` uint8 array (``(0, *clip_shape)`` when there are none)."""
+    return np.stack(frames) if frames else np.empty((0, *clip_shape), np.uint8)

@@ -1,0 +1,282 @@
+"""The labelling job's Ray Data stages, and the per-video logic they call (plain functions, testable without Ray).
+
+* :class:`ScoreAndSelect` decodes a video at the checkpoints' resize and calls :func:`select_clips`, which
+  applies the strategy's rule from :mod:`raycondi.strategies`: the samplers stream through
+  :func:`~raycondi.pipeline.topk.select_top_k`, the teacher-only strategies through
+  :func:`~raycondi.pipeline.spool.select_spooled`. It yields one :class:`Selection` per video.
+* :class:`TeacherPredict` runs the teacher on the selected clips of a batch of videos at once, and
+  :func:`video_prediction` merges them with the student's K_s predictions (Fig. 2c) into the video's label.
+* :class:`ScoreSelectPredict` runs both in one actor and hands the selections over in memory.
+
+Both models see their clips through :func:`raycondi.models.preprocess.model_input`, the function training and
+evaluation use, with their own checkpoint's crop, frame step and normalisation. Between split stages a
+:class:`Selection` travels as one Arrow row (:func:`selections_to_arrow`): the output columns known so far plus
+three typed hand-off columns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from raycondi import selection, strategies
+from raycondi.models.checkpoint import for_inference, load_checkpoint
+from raycondi.models.preprocess import model_input
+from raycondi.pipeline.config import LabelConfig
+from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
+from raycondi.pipeline.selected import Scorer, SelectedClips
+from raycondi.pipeline.spool import select_spooled
+from raycondi.pipeline.topk import select_top_k
+from raycondi.video.decode import Clip, ClipSpec, VideoDecodeError, iter_clips
+from raycondi.video.storage import StorageOptions
+
+__all__ = [
+    "STAGE_SCHEMA",
+    "ScoreAndSelect",
+    "ScoreSelectPredict",
+    "Selection",
+    "TeacherPredict",
+    "arrow_to_selections",
+    "select_clips",
+    "selections_to_arrow",
+    "video_prediction",
+]
+
+_TOP = 5
+
+# The hand-off from ScoreAndSelect to TeacherPredict: the output columns plus the selection's arrays.
+STAGE_SCHEMA = (
+    OUTPUT_SCHEMA.append(pa.field("_teacher_frames", pa.large_binary()))  # uint8 (K_t, T, H, W, 3), C order
+    .append(pa.field("_teacher_frames_shape", pa.list_(pa.int32(), 5)))
+    .append(pa.field("_student_probs", pa.list_(pa.list_(pa.float32()))))  # (K_s, C)
+    .append(pa.field("_teacher_confidence", pa.list_(pa.float32())))  # (K_t,): z~ of the teacher's clips
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-video logic
+# --------------------------------------------------------------------------------------------------
+def select_clips(
+    clips: Iterable[Clip], strategy: str, k: int, k_student: int = 0, *, scorer: Scorer | None = None,
+    batch_size: int = 16, rng: np.random.Generator | int = 0,
+) -> SelectedClips:
+    """Consume one video's clips (in index order) and choose the clips that will label it, by the rule of
+    ``strategy`` in :mod:`raycondi.strategies` (the evaluation's rule): a sampler scores every clip with
+    ``scorer`` in batches of ``batch_size`` and keeps the top K by its score (K_s of them for the student
+    when the strategy splits); ``dense``, ``equidistant`` and ``random`` (with ``rng``) need no student.
+    Raises whatever iterating ``clips`` raises (``VideoDecodeError``) and ``ValueError`` for no clips or a
+    strategy ``label`` cannot run."""
+    entry = strategies.get(strategy)
+    if not entry.labels:
+        raise ValueError(f"strategy: expected one of {', '.join(strategies.LABEL_STRATEGIES)}, got {strategy!r}")
+    if k_student and not entry.splits:
+        raise ValueError(f"k_student: only condi_sr splits the work with its student, not {strategy!r}")
+    if not entry.needs_student:
+        return select_spooled(clips, entry.rule, k, rng)
+    if scorer is None:
+        raise ValueError(f"scorer: strategy {strategy!r} needs the student")
+    return select_top_k(clips, k, k_student, scorer=scorer, score=strategies.SCORES[entry.score].of,
+                        batch_size=batch_size)
+
+
+def video_prediction(
+    teacher_probs: np.ndarray,
+    student_probs: np.ndarray | None = None,
+    teacher_confidence: np.ndarray | None = None,
+    class_names: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Label one video from its teacher clips' ``(K_t, C)`` and student clips' ``(K_s, C)`` probabilities.
+
+    The video's probabilities are :func:`raycondi.selection.aggregate` of the two groups (Fig. 2c;
+    ``teacher_confidence`` weights the teacher's clips among themselves when given). Returns the
+    ``label``, ``label_index`` (argmax, lowest index on ties), ``score``, ``top5_labels`` and
+    ``top5_scores`` columns.
+    """
+    probs = selection.aggregate(teacher_probs, student_probs, teacher_weights=teacher_confidence)
+    order = np.argsort(-probs, kind="stable")[:_TOP]
+    names = [class_names[i] if class_names else str(i) for i in order]
+    return {
+        "label": names[0],
+        "label_index": int(order[0]),
+        "score": float(probs[order[0]]),
+        "top5_labels": names,
+        "top5_scores": [float(probs[i]) for i in order],
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """ScoreAndSelect's result for one video: ``row``, the output columns known so far (complete on an
+    error row), and for an ok video the teacher clips' pixels ``(K_t, T, H, W, 3)``, the student's
+    probabilities on its clips ``(K_s, C)`` and the teacher clips' z̃ ``(K_t,)`` (None without a student)."""
+
+    row: dict[str, Any]
+    teacher_frames: np.ndarray
+    student_probs: np.ndarray
+    teacher_confidence: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.row["status"] == STATUS_OK
+
+
+def selections_to_arrow(selections: list[Selection]) -> pa.Table:
+    """Selections as rows of :data:`STAGE_SCHEMA`, to cross the object store between split stages."""
+    rows = []
+    for s in selections:
+        frames = np.ascontiguousarray(s.teacher_frames)
+        rows.append({**s.row, "_teacher_frames": frames.tobytes(), "_teacher_frames_shape": list(frames.shape),
+                     "_student_probs": s.student_probs.tolist(),
+                     "_teacher_confidence": None if s.teacher_confidence is None else s.teacher_confidence.tolist()})
+    return pa.Table.from_pylist(rows, schema=STAGE_SCHEMA)
+
+
+def arrow_to_selections(table: pa.Table) -> list[Selection]:
+    """The inverse of :func:`selections_to_arrow`."""
+    selections = []
+    for row in table.to_pylist():
+        shape = row.pop("_teacher_frames_shape")
+        frames = np.frombuffer(row.pop("_teacher_frames"), np.uint8).reshape(shape)
+        probs = np.asarray(row.pop("_student_probs"), np.float32)  # (K_s, C), or (0,) when K_s = 0
+        weights = row.pop("_teacher_confidence")
+        selections.append(Selection(row, frames, probs, None if weights is None else np.asarray(weights, np.float32)))
+    return selections
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray Data stages
+# --------------------------------------------------------------------------------------------------
+def _device(gpus: float) -> str:
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+class _Model:
+    """A checkpoint loaded for inference: uint8 clips in, class probabilities (and z̃ for a student) out."""
+
+    def __init__(self, uri: str, device: str, storage: StorageOptions | None) -> None:
+        model, self.config = load_checkpoint(uri, map_location=device, storage=storage)
+        self.model, self.device = for_inference(model, device), device
+
+    def __call__(self, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(probs (n, C), z̃ (n,))`` for ``n`` clips in forward passes of ``batch_size`` (z̃ empty for a
+        plain classifier)."""
+        probs = [np.empty((0, self.config.num_classes), np.float32)]
+        confidence = [np.empty(0, np.float32)]
+        with torch.inference_mode():
+            for i in range(0, len(frames), batch_size):
+                output = self.model(model_input(frames[i:i + batch_size], self.config, device=self.device))
+                logits, z = output if isinstance(output, tuple) else (output, None)
+                probs.append(logits.float().softmax(1).cpu().numpy())
+                if z is not None:
+                    confidence.append(z.float().sigmoid().cpu().numpy())
+        return np.concatenate(probs), np.concatenate(confidence)
+
+
+class ScoreAndSelect:
+    """Stage 1: per video, decode at ``clip`` (the checkpoints' clip length and resize), score with the
+    student when the strategy has one, keep the clips the rule chooses. Input batches have ``video_id`` and
+    ``uri``; decode failures become error rows."""
+
+    def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None]) -> None:
+        torch.set_num_threads(max(1, int(config.cpus_per_actor)))
+        self.config, self.clip, self.models = config, clip, models
+        self.student: _Model | None = None
+        self.skim_step = 1
+        if config.uses_student:
+            self.student = _Model(config.student, _device(config.student_gpus), config.storage)
+            self.skim_step = self.student.config.frame_step
+
+    def _score(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.student(frames, len(frames))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return selections_to_arrow([self.select(v) for v in batch.select(["video_id", "uri"]).to_pylist()])
+
+    def select(self, video: dict[str, str]) -> Selection:
+        """One video's :class:`Selection` (an error row when it cannot be decoded)."""
+        config = self.config
+        base = {"video_id": video["video_id"], "uri": video["uri"], "strategy": config.strategy, "k": config.k,
+                "k_student": config.k_student, "teacher_clips": 0, **self.models}
+        started = time.perf_counter()
+        clips = iter_clips(video["uri"], self.clip.clip_len, self.clip.size, self.clip.stride,
+                           skim_step=self.skim_step, limits=config.limits, storage=config.storage)
+        try:
+            chosen = select_clips(clips, config.strategy, config.k, config.k_student,
+                                  scorer=self._score if self.student else None, batch_size=config.student_batch_size,
+                                  rng=selection.video_rng(config.seed, video["video_id"]))
+        except VideoDecodeError as error:
+            row = {**base, "status": STATUS_ERROR, "error": error.reason, "decode_s": time.perf_counter() - started}
+            return Selection(row, np.empty((0, *self.clip.frame_shape), np.uint8), np.empty((0, 0), np.float32))
+        order = np.concatenate([chosen.student_clips, chosen.teacher_clips])
+        row = {
+            **base,
+            "status": STATUS_OK,
+            "num_clips": chosen.num_clips,
+            "duration_s": chosen.duration_s,
+            "k": chosen.num_clips if config.strategy == "dense" else config.k,
+            "selected_clips": order.tolist(),
+            "selected_start_s": chosen.starts[order].tolist(),
+            "selected_end_s": chosen.ends[order].tolist(),
+            "selected_confidence": chosen.confidence[order].tolist() if chosen.confidence.size else None,
+            "selected_by": ["student"] * len(chosen.student_clips) + ["teacher"] * len(chosen.teacher_clips),
+            "clip_confidence": chosen.confidence.tolist(),
+            "decode_s": chosen.decode_s,
+            "student_s": chosen.student_s,
+        }
+        return Selection(row, chosen.teacher_frames, chosen.student_probs, chosen.teacher_confidence)
+
+
+class TeacherPredict:
+    """Stage 2: the teacher on the selected clips of a batch of videos, merged into each video's label."""
+
+    def __init__(self, config: LabelConfig, gpus: float) -> None:
+        torch.set_num_threads(max(1, int(config.cpus_per_actor)))
+        self.config = config
+        self.teacher = _Model(config.teacher, _device(gpus), config.storage)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return pa.Table.from_pylist(self.predict(arrow_to_selections(batch)), schema=OUTPUT_SCHEMA)
+
+    def predict(self, selections: list[Selection]) -> list[dict[str, Any]]:
+        """The output rows of ``selections``: the teacher runs on all their clips in batches of
+        ``teacher_batch_size`` and counts, per video, the clips it ran (``teacher_clips``)."""
+        teacher = self.teacher.config
+        ok = [s.teacher_frames for s in selections if s.ok]
+        clips = sum(len(frames) for frames in ok)
+        started = time.perf_counter()
+        probs = self.teacher(np.concatenate(ok), self.config.teacher_batch_size)[0] if clips else None
+        seconds_per_clip = (time.perf_counter() - started) / max(1, clips)
+        rows, offset = [], 0
+        for s in selections:
+            if not s.ok:
+                rows.append(s.row)
+                continue
+            count = len(s.teacher_frames)
+            weights = s.teacher_confidence if self.config.weighting == "confidence" and count else None
+            student_probs = s.student_probs.reshape(-1, teacher.num_classes)
+            teacher_probs = probs[offset:offset + count] if count else np.empty((0, teacher.num_classes))
+            offset += count
+            rows.append({**s.row, **video_prediction(teacher_probs, student_probs, weights, teacher.class_names),
+                         "teacher_clips": count, "teacher_s": count * seconds_per_clip})
+        return rows
+
+
+class ScoreSelectPredict:
+    """Both stages in one actor, for clusters where both models run on CPU: one process (one torch import,
+    about 0.6 GB) per actor instead of two, and the selections go from the student to the teacher in memory,
+    not through Arrow and the object store. The rows are exactly those of the split stages."""
+
+    def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None]) -> None:
+        self.score_and_select = ScoreAndSelect(config, clip, models)
+        self.teacher_predict = TeacherPredict(config, 0.0)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        videos = batch.select(["video_id", "uri"]).to_pylist()
+        rows = self.teacher_predict.predict([self.score_and_select.select(v) for v in videos])
+        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
