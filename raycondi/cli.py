@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_options(ev)
     ev.set_defaults(run=_evaluate)
     quick = commands.add_parser(
-        "quickstart", help="the whole system on a small synthetic benchmark, on this machine (about 8 minutes on 2 CPU cores)")
+        "quickstart", help="the whole system on a small synthetic benchmark, on this machine (3 to 8 minutes on 2 CPU cores)")
     quick.add_argument("--workdir", default="raycondi-quickstart",
                        help="folder for every output, local or s3:// (default ./raycondi-quickstart); "
                             "re-running with the same folder continues an interrupted run")

@@ -17,7 +17,7 @@ machine), printing a progress line per step:
 Every step is skipped when its output is already under ``workdir`` (training resumes from its last
 checkpoint, labelling labels only the missing videos), so an interrupted run continues where it stopped.
 The numbers are the ``small`` preset's (:mod:`raycondi.train.presets`) on a 300-video benchmark: the whole
-run takes about 8 minutes on 2 CPU cores. The paper-sized runs are the same jobs with the CLI's
+run takes 3 to 8 minutes on 2 CPU cores. The paper-sized runs are the same jobs with the CLI's
 ``--preset paper``.
 """
 
@@ -59,7 +59,7 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    """The quickstart's numbers; the defaults are the embedded default (about 8 minutes on 2 CPU cores).
+    """The quickstart's numbers; the defaults are the embedded default (3 to 8 minutes on 2 CPU cores).
 
     Attributes:
         workdir: where everything goes (``videos/``, ``clips/``, ``teacher/``, ``students/METHOD/``,
