@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from raycondi.strategies import ALIASES, LABEL_STRATEGIES, METHODS
+from raycondi.strategies import ALIASES, CANDIDATES, LABEL_STRATEGIES, METHODS
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from raycondi.video.decode import ClipSpec
 
     ray.init()
-    clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride)
+    clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride, candidates=args.candidates)
     summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=_storage(args))
     print(json.dumps(asdict(summary), indent=2))
     if summary.failed:
@@ -57,6 +57,7 @@ def _label(args: argparse.Namespace) -> int:
         config = LabelConfig(
             input=args.input, output=args.output, teacher=args.teacher, student=args.student, k=args.k,
             k_student=args.k_student, strategy=args.strategy, weighting=args.weighting, seed=args.seed,
+            candidates=args.candidates, seek=args.seek,
             split=args.split, student_batch_size=args.student_batch_size,
             teacher_batch_size=args.teacher_batch_size, rows_per_file=args.rows_per_file,
             stages=args.stages, student_actors=args.student_actors, teacher_actors=args.teacher_actors,
@@ -205,7 +206,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = EvaluateConfig(
             clips=args.clips, teacher=args.teacher, students=students, out=args.out, ks=tuple(args.k),
             split=args.split, ground_truth=args.ground_truth, decode_seconds=args.decode_seconds,
-            decode_videos=args.decode_videos, max_prob_student=args.max_prob_student, actors=args.actors,
+            decode_videos=args.decode_videos, max_prob_student=args.max_prob_student, seek=args.seek,
+            actors=args.actors,
             gpu=args.gpu, batch_size=args.batch_size, storage=_storage(args),
         )
         summary = evaluate(config)
@@ -309,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="resize: S (short side S, the centre SxS kept; default 112) or HxW (e.g. 128x171, "
                            "aspect ratio ignored); checkpoints trained on the shards record it")
     prep.add_argument("--stride", type=int, default=1, help="temporal step between sampled frames (default 1)")
+    prep.add_argument("--candidates", choices=CANDIDATES, default="clips",
+                      help="every clip (default) or the clips starting at a keyframe, the candidates of "
+                           "`label --candidates keyframes`: evaluate prices and scores them on such shards")
     _add_storage_options(prep)
     prep.set_defaults(run=_prepare)
     lab = commands.add_parser("label", help="label videos with the teacher on K student-selected clips (Ray Data)")
@@ -324,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "confidence, Fig. 2b; condi is accepted for it)")
     lab.add_argument("--weighting", choices=["mean", "confidence"], default="mean",
                      help="average the teacher's clips plainly or weighted by the student's confidence")
+    lab.add_argument("--candidates", choices=CANDIDATES, default="clips",
+                     help="clips the student scores: every clip (default, the paper's) or only those starting at a "
+                          "keyframe (decodes far less on long-GOP video; evaluate it with prepare --candidates)")
+    lab.add_argument("--seek", action=argparse.BooleanOptionalAction, default=True,
+                     help="equidistant and random decode only their K clips by seeking (default; --no-seek "
+                          "decodes every frame)")
     lab.add_argument("--seed", type=int, default=0, help="seed of --strategy random")
     lab.add_argument("--split", choices=["train", "val", "test"], default=None,
                      help="with a dataset input, label only this split")
@@ -383,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--decode-videos", type=int, default=4, help="videos decoded to time decoding (default 4)")
     ev.add_argument("--max-prob-student", default=None,
                     help="student whose class head MaxProb uses (default condi_sr, else the first given)")
+    ev.add_argument("--seek", action=argparse.BooleanOptionalAction, default=True,
+                    help="price Equidistant and Random as seeking to their clips, as `label` runs them (default)")
     ev.add_argument("--actors", type=int, default=1, help="inference actors (default 1)")
     ev.add_argument("--gpu", action="store_true", help="one GPU per inference actor")
     ev.add_argument("--batch-size", type=int, default=32, help="clips per inference batch (default 32)")

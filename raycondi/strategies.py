@@ -22,6 +22,7 @@ from raycondi import selection
 
 __all__ = [
     "ALIASES",
+    "CANDIDATES",
     "LABEL_STRATEGIES",
     "METHODS",
     "SCORES",
@@ -29,6 +30,7 @@ __all__ = [
     "Score",
     "Strategy",
     "clip_scores",
+    "decode_plan",
     "get",
     "names",
     "strategies_markdown",
@@ -109,6 +111,9 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy("dense", "Dense", "dense", paper="the teacher on every clip, averaged"),
 )
 ALIASES: dict[str, str] = {"condi": "condi_sr"}  # the name `raycondi label` used before the table
+# The clips a sampler scores: every clip of the grid (the paper's), or the clips that start at a keyframe
+# (:mod:`raycondi.video.seek`), which a seeking decode reaches at the cost of their own frames.
+CANDIDATES: tuple[str, ...] = ("clips", "keyframes")
 
 _BY_NAME = {s.name: s for s in STRATEGIES}
 METHODS: tuple[str, ...] = tuple(s.name for s in STRATEGIES if s.method)
@@ -136,6 +141,18 @@ def clip_scores(name: str, probs: np.ndarray, confidence: np.ndarray) -> np.ndar
     if strategy.score is None:
         raise ValueError(f"strategy {strategy.name!r} does not rank clips by a student's score")
     return SCORES[strategy.score].of(probs, confidence)
+
+
+def decode_plan(name: str, candidates: str = "clips", seek: bool = True) -> str:
+    """What the labelling job decodes for ``name`` (:mod:`raycondi.pipeline.plans`): ``seek`` (only the chosen
+    clips, for the rules that know them from N), ``keyframes`` (the keyframe candidates a sampler scores with
+    ``candidates="keyframes"``) or ``full`` (every frame)."""
+    strategy = get(name)
+    if strategy.rule in ("equidistant_k", "random_k") and seek:
+        return "seek"
+    if strategy.needs_student and candidates == "keyframes":
+        return "keyframes"
+    return "full"
 
 
 def strategies_markdown() -> str:

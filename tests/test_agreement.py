@@ -21,8 +21,10 @@ from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.evaluation import EvaluateConfig, evaluate
 from raycondi.evaluation.tables import group_videos, select
 from raycondi.models import CheckpointConfig, build_model, build_student, save_checkpoint
-from raycondi.pipeline import LabelConfig, label_videos
+from raycondi.pipeline import LabelConfig, label_videos, list_videos
+from raycondi.pipeline.label import check_models
 from raycondi.pipeline.sink import output_files
+from raycondi.pipeline.stages import ScoreSelectPredict
 from raycondi.video.decode import ClipSpec, iter_clips
 
 CLASSES = ("MoveLeft", "MoveRight", "MoveUp")
@@ -57,6 +59,10 @@ def job(tmp_path_factory, ray_runtime):
         label_videos(LabelConfig(videos, out, models["teacher"], models["student"], split="test", **options))
         table = pq.read_table(output_files(out, None))
         labels[name] = {row["video_id"]: row for row in table.to_pylist()}
+    for name in ("equidistant", "random"):  # seeking decodes; the stage in this process (the job is tested above)
+        config = LabelConfig(videos, str(root / name), models["teacher"], strategy=name, k=3, split="test")
+        rows = ScoreSelectPredict(config, *check_models(config))(list_videos(videos, split="test")).to_pylist()
+        labels[name] = {row["video_id"]: row for row in rows}
     clip_outputs = pq.read_table(str(root / "eval" / "clip_outputs.parquet"))
     evaluated = {v.video_id: v for v in group_videos(clip_outputs, ["condi_sr"])}
     return root, videos, clips, evaluated, labels
@@ -119,3 +125,16 @@ def test_condi_sr_labels_are_evaluates_row_at_k3_with_one_student_clip(job):
         np.testing.assert_allclose(_probs(row), expected.probs, atol=1e-4)
     correct = np.mean([row["label_index"] == evaluated[v].label for v, row in rows.items()])
     assert correct == pytest.approx(_accuracy(root, "condi_sr", "3", "1"))
+
+
+@pytest.mark.parametrize("strategy", ["equidistant", "random"])
+def test_seeking_labels_are_evaluates_row(job, strategy):
+    _, _, _, evaluated, labels = job
+    rows = labels[strategy]
+    assert set(rows) == set(evaluated)
+    for video_id, video in evaluated.items():
+        row, expected = rows[video_id], select(video, strategy, 3, seed=0)
+        assert row["decode_mode"] == "seek" and row["decode_fallback"] is None
+        assert row["selected_clips"] == expected.teacher_clips.tolist()
+        assert row["label_index"] == expected.label
+        np.testing.assert_allclose(_probs(row), expected.probs, atol=1e-4)

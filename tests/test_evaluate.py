@@ -184,6 +184,22 @@ def test_timing_model_hand_computed():
         clip_counts("oracle", 3, selection.dense(teacher_rows([0, 0, 0])))
 
 
+def test_timing_model_prices_seeking_where_a_seek_cost_was_measured():
+    sought = ClipCosts(decode_s=0.01, teacher_s=0.1, student_s=COSTS.student_s, seek_s=0.03)
+    rows = {(r.strategy, r.k): r for r in results(VIDEOS, KS, strategies_for(METHODS), costs=sought,
+                                                  max_prob_student="condi_sr")}
+    # Equidistant K = 3 on videos of 5, 3 and 2 clips: 3 + 3 + 2 clips reached by seeking, none streamed
+    r = rows["equidistant", 3]
+    assert (r.decoded_clips, r.sought_clips * 3, r.teacher_clips * 3) == pytest.approx((0, 8, 8))
+    assert r.seconds == pytest.approx((8 * 0.03 + 8 * 0.1) / 3)
+    assert rows["random", 1].sought_clips == pytest.approx(1)
+    # the others still stream every clip
+    assert rows["dense", None].sought_clips == 0 and rows["dense", None].decoded_clips * 3 == pytest.approx(10)
+    assert rows["condi_sr", 1].seconds == pytest.approx((10 * 0.01 + 10 * 0.02 + 3 * 0.1) / 3)
+    with pytest.raises(ValueError, match="no measured seek cost"):
+        video_seconds(ClipCounts(0, 0, 2, sought=2), COSTS)
+
+
 def make_clips(n: int):
     """``n`` clips whose pixels equal their index, so a scorer can read which clip it is looking at."""
     for i in range(n):

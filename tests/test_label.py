@@ -240,6 +240,47 @@ def test_each_model_sees_every_frame_step_th_frame(tmp_path, student_step, teach
         check_consistent(row, config)
 
 
+@pytest.mark.parametrize("strategy", ["equidistant", "random"])
+def test_teacher_only_strategies_seek_to_the_clips_a_full_decode_gives(tmp_path, strategy):
+    synth(str(tmp_path / "videos"), 3, min_seconds=4.0, max_seconds=4.8)
+    teacher, _ = save_models(str(tmp_path / "models"))
+    rows = {}
+    for seek in (True, False):
+        config = LabelConfig(str(tmp_path / "videos"), str(tmp_path / "out"), teacher, strategy=strategy, k=2,
+                             seek=seek, seed=4)
+        stage = ScoreSelectPredict(config, *check_models(config))
+        rows[seek] = stage(list_videos(config.input)).to_pylist()
+    for sought, full in zip(rows[True], rows[False], strict=True):
+        assert sought["decode_mode"] == "seek" and full["decode_mode"] == "full"
+        assert sought["decode_fallback"] is None and full["decode_fallback"] is None
+        for column in ("selected_clips", "selected_start_s", "selected_end_s", "num_clips", "label_index",
+                       "top5_scores"):
+            assert sought[column] == full[column], column
+        assert sought["duration_s"] == pytest.approx(full["duration_s"])
+        assert 0 < sought["frames_decoded"] < full["frames_decoded"]  # 2 clips of 4 frames and their references
+        assert 0 < sought["bytes_read"] <= full["bytes_read"]
+
+
+def test_keyframe_candidates_and_the_fallback_are_in_the_row(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    options = {"preset": "veryfast", "x264-params": "keyint=12:min-keyint=12:scenecut=0"}
+    write_video(videos / "long_gop.mp4", gradient_frames(60, 64, 48), options=options)
+    write_video(videos / "vfr.mp4", level_frames(8, 64, 48), times=[0.0, 0.04, 0.1, 0.3, 0.31, 0.5, 0.9, 1.0])
+    teacher, student = save_models(str(tmp_path / "models"))
+    config = LabelConfig(str(videos), str(tmp_path / "out"), teacher, student, k=2, candidates="keyframes")
+    rows = {r["video_id"]: r for r in ScoreSelectPredict(config, *check_models(config))(list_videos(str(videos)))
+            .to_pylist()}
+    gop = rows["long_gop"]
+    # keyframes at 0, 12, 24, 36, 48: five candidates of 4 frames, each scored; K = 2 of them to the teacher
+    assert gop["decode_mode"] == "keyframes" and gop["num_clips"] == 5 and len(gop["clip_confidence"]) == 5
+    assert gop["selected_start_s"] and all(round(s * 25) % 12 == 0 for s in gop["selected_start_s"])
+    assert gop["frames_decoded"] < 60 and gop["teacher_clips"] == 2
+    vfr = rows["vfr"]
+    assert vfr["status"] == "ok" and vfr["decode_mode"] == "full"
+    assert vfr["decode_fallback"].startswith("variable frame rate")
+
+
 def test_video_prediction_hand_computed():
     teacher = np.array([[0.6, 0.4, 0.0], [0.2, 0.8, 0.0]])
     student = np.array([[0.0, 0.0, 1.0]])

@@ -96,7 +96,7 @@ def test_prepare_from_s3_into_s3(dataset, prepared):
     assert summary.videos == expected_videos
     assert summary.failed == 1
     assert read_summary(out) == summary
-    assert json.loads(summary.to_json())["clip"] == {"clip_len": 8, "size": 32, "stride": 1}
+    assert json.loads(summary.to_json())["clip"] == {"clip_len": 8, "size": 32, "stride": 1, "candidates": "clips"}
 
     layout = {uri[len(out) + 1 :].split("/")[0] for uri in list_files(out)}
     assert layout == {"dataset.json", "failed.parquet", "train", "val", "test"}

@@ -63,7 +63,8 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from raycondi.datasets.manifests import SPLITS, classes_of, read_dataset
-from raycondi.video.decode import ClipSpec, DecodeLimits, VideoDecodeError, iter_clips
+from raycondi.video.decode import Clip, ClipSpec, DecodeLimits, VideoDecodeError, iter_clips
+from raycondi.video.seek import NoSeek, SeekingDecoder
 from raycondi.video.storage import (
     StorageError,
     StorageOptions,
@@ -352,9 +353,24 @@ def read_summary(out: str, storage: StorageOptions | None = None) -> PrepareSumm
 def _spool_clips(
     uri: str, spool: BinaryIO, clip: ClipSpec, limits: DecodeLimits | None, storage: StorageOptions | None
 ) -> list[tuple[float, float]]:
-    """Decode ``uri`` into ``spool`` (the clips' pixels back to back); return each clip's (start_s, end_s)."""
+    """Decode ``uri`` into ``spool`` (the clips' pixels back to back); return each clip's (start_s, end_s).
+
+    With ``clip.candidates == "keyframes"`` the clips are the keyframe candidates the labelling job scores
+    with ``--candidates keyframes`` (:mod:`raycondi.video.seek`); a video that cannot be sought gets its grid
+    clips, as the labelling job falls back to them."""
+    if clip.candidates == "keyframes":
+        try:
+            with SeekingDecoder(uri, clip, limits=limits, storage=storage, keyframes=True) as video:
+                return _write_clips(video.keyframe_clips(), spool)
+        except NoSeek:
+            spool.seek(0)
+            spool.truncate()
+    return _write_clips(iter_clips(uri, clip.clip_len, clip.size, clip.stride, limits=limits, storage=storage), spool)
+
+
+def _write_clips(clips: Iterator[Clip], spool: BinaryIO) -> list[tuple[float, float]]:
     spans = []
-    for c in iter_clips(uri, clip.clip_len, clip.size, clip.stride, limits=limits, storage=storage):
+    for c in clips:
         spool.write(np.ascontiguousarray(c.frames).data)
         spans.append((c.start_s, c.end_s))
     return spans

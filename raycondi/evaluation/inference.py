@@ -17,8 +17,8 @@ batch in the same actor, so their timings are taken under the same conditions.
 Why not :func:`raycondi.train.outputs.compute_teacher_logits`: it runs only the teacher, caches its logits
 (a cached run would measure nothing) and keeps no clip times.
 
-:func:`measure_decode_seconds` times PyAV decoding of a few of the split's source videos at the teacher's
-clip length and resize, the labelling job's decode.
+:func:`measure_decode_seconds` and :func:`measure_seek_seconds` time the labelling job's decode plans on a few of
+the split's source videos: a clip of the shards' candidate set decoded in a stream, and a clip reached by seeking.
 """
 
 from __future__ import annotations
@@ -36,10 +36,13 @@ from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.shards import frames_to_numpy
 from raycondi.models import CheckpointConfig, for_inference, load_checkpoint
 from raycondi.models.preprocess import model_input
-from raycondi.video.decode import Size, iter_clips
+from raycondi.selection import equidistant_indices
+from raycondi.video.decode import ClipSpec, iter_clips
+from raycondi.video.seek import NoSeek, SeekingDecoder
 from raycondi.video.storage import StorageOptions, exists, join, open_input, resolve
 
-__all__ = ["READ_COLUMNS", "ClipPredictor", "measure_decode_seconds", "predict_clips", "read_ground_truth"]
+__all__ = ["READ_COLUMNS", "ClipPredictor", "measure_decode_seconds", "measure_seek_seconds", "predict_clips",
+           "read_ground_truth"]
 
 READ_COLUMNS = ["video_id", "clip_index", "label_index", "start_s", "end_s", "frames", "frames_shape"]
 
@@ -114,26 +117,61 @@ def predict_clips(
     return pa.table(columns).sort_by([("video_id", "ascending"), ("clip_index", "ascending")])
 
 
-def measure_decode_seconds(
-    dataset: str, split: str, clip: tuple[int, Size, int], *, videos: int = 4, skim_step: int = 1,
-    storage: StorageOptions | None = None,
-) -> float:
-    """Seconds to decode one clip: the first ``videos`` videos of ``split`` in the dataset ``dataset``
-    (after an untimed warm-up on the first) decoded with :func:`raycondi.video.decode.iter_clips` at
-    ``clip = (clip_len, resize, stride)`` and ``skim_step`` (a skimming student's pass), total
-    time over total clips. Raises what reading the dataset or decoding raises (``ManifestError``,
-    ``StorageError``, ``VideoDecodeError``) and ``ValueError`` when the split has no videos."""
+def _sample_uris(dataset: str, split: str, videos: int, storage: StorageOptions | None) -> list[str]:
     table = read_dataset(dataset, storage=storage, check_files=False)
     uris = [row["uri"] for row in table.to_pylist() if row["split"] == split][:videos]
     if not uris:
         raise ValueError(f"{dataset}: no {split} videos to time decoding on")
-    clip_len, size, stride = clip
-    for _ in iter_clips(uris[0], clip_len, size, stride, storage=storage):  # warm-up: first open, caches
+    return uris
+
+
+def _decode_candidates(uri: str, spec: ClipSpec, skim_step: int, storage: StorageOptions | None) -> int:
+    """Decode the clips of ``uri`` as the shards hold them, the way the labelling job decodes them (the keyframe
+    candidates by seeking, falling back to the grid as ``prepare`` and ``label`` do); return how many."""
+    if spec.candidates == "keyframes":
+        try:
+            with SeekingDecoder(uri, spec, skim_step=skim_step, storage=storage, keyframes=True) as video:
+                return sum(1 for _ in video.keyframe_clips())
+        except NoSeek:
+            pass
+    return sum(1 for _ in iter_clips(uri, spec.clip_len, spec.size, spec.stride, skim_step=skim_step,
+                                     storage=storage))
+
+
+def measure_decode_seconds(
+    dataset: str, split: str, spec: ClipSpec, *, videos: int = 4, skim_step: int = 1,
+    storage: StorageOptions | None = None,
+) -> float:
+    """Seconds to decode one clip of the shards' candidate set (``spec``: the shards' clip length, resize,
+    stride and candidates) as the labelling job does: the first ``videos`` videos of ``split`` (after an
+    untimed warm-up on the first) at ``skim_step`` (a skimming student's pass), total time over total clips.
+    Raises what reading the dataset or decoding raises (``ManifestError``, ``StorageError``,
+    ``VideoDecodeError``) and ``ValueError`` when the split has no videos."""
+    uris = _sample_uris(dataset, split, videos, storage)
+    for _ in iter_clips(uris[0], spec.clip_len, spec.size, spec.stride, storage=storage):  # warm-up: first open
         break
     count, started = 0, time.perf_counter()
     for uri in uris:
-        count += sum(1 for _ in iter_clips(uri, clip_len, size, stride, skim_step=skim_step, storage=storage))
+        count += _decode_candidates(uri, spec, skim_step, storage)
     return (time.perf_counter() - started) / count
+
+
+def measure_seek_seconds(
+    dataset: str, split: str, spec: ClipSpec, k: int, *, videos: int = 4, storage: StorageOptions | None = None,
+) -> float | None:
+    """Seconds per clip when the labelling job seeks to ``k`` equidistant clips of each of the first ``videos``
+    videos of ``split`` (:class:`~raycondi.video.seek.SeekingDecoder`: the frame grid, then each clip from the
+    keyframe before it); None when none of them can be sought. Raises as :func:`measure_decode_seconds`."""
+    count, seconds = 0, 0.0
+    for uri in _sample_uris(dataset, split, videos, storage):
+        started = time.perf_counter()
+        try:
+            with SeekingDecoder(uri, spec, storage=storage) as video:
+                count += sum(1 for _ in video.clips(equidistant_indices(video.num_clips, k)))
+        except NoSeek:
+            continue
+        seconds += time.perf_counter() - started
+    return seconds / count if count else None
 
 
 def read_ground_truth(uri: str, storage: StorageOptions | None = None) -> pa.Table:

@@ -35,12 +35,17 @@ import ray
 
 from raycondi.datasets.shards import read_summary
 from raycondi.evaluation import report
-from raycondi.evaluation.inference import measure_decode_seconds, predict_clips, read_ground_truth
+from raycondi.evaluation.inference import (
+    measure_decode_seconds,
+    measure_seek_seconds,
+    predict_clips,
+    read_ground_truth,
+)
 from raycondi.evaluation.tables import ambiguity_rows, group_videos, ks_sweep, results, strategies_for
 from raycondi.evaluation.timing import ClipCosts
 from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, read_checkpoint_config
 from raycondi.strategies import METHODS, get
-from raycondi.video.decode import frame_size
+from raycondi.video.decode import ClipSpec, frame_size
 from raycondi.video.storage import StorageError, StorageOptions, UriError, exists, join, open_output, write_bytes
 
 __all__ = ["EvaluateConfig", "EvaluationError", "EvaluationSummary", "evaluate"]
@@ -65,6 +70,9 @@ class EvaluateConfig:
         decode_seconds: seconds to decode one clip; None times decoding ``decode_videos`` of the split's
             source videos (the labelling job decodes every clip at the teacher's clip length and resize).
         max_prob_student: the student whose class head MaxProb uses; None: condi_sr, else the first given.
+        seek: price Equidistant and Random as the labelling job runs them by default, seeking to their clips
+            (timed on the source videos at the largest K); False prices them as decoding every clip
+            (``label --no-seek``).
         actors, gpu, batch_size: the inference actor pool, one GPU per actor, clips per batch.
     """
 
@@ -78,6 +86,7 @@ class EvaluateConfig:
     decode_seconds: float | None = None
     decode_videos: int = 4
     max_prob_student: str | None = None
+    seek: bool = True
     seeds: tuple[int, ...] = (0, 1, 2)
     actors: int = 1
     gpu: bool = False
@@ -120,8 +129,8 @@ class EvaluationSummary:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int, dict[str, int]]:
-    """The teacher's config, the shards' dataset folder and frame stride, and each student's ``frame_step``;
+def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, ClipSpec, dict[str, int]]:
+    """The teacher's config, the shards' dataset folder and clip spec, and each student's ``frame_step``;
     EvaluationError when something does not fit.
 
     Every model's resize must be the shards' (``prepare --size``): ``label`` decodes at the checkpoint's
@@ -153,14 +162,14 @@ def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, int, d
             raise EvaluationError(uri, f"{loaded[name].num_classes} classes, the teacher has "
                                        f"{loaded['teacher'].num_classes}")
     frame_steps = {name: loaded[name].frame_step for name in config.students}
-    return loaded["teacher"], summary.dataset, summary.clip.stride, frame_steps
+    return loaded["teacher"], summary.dataset, summary.clip, frame_steps
 
 
 def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     """Run the evaluation (steps and files in the module docstring) on the current Ray cluster (``ray.init()``
     when none is connected, after the inputs are checked). Raises :class:`EvaluationError` for unusable
     inputs and ``FileNotFoundError`` when the split has no clips."""
-    teacher, dataset, stride, frame_steps = _check_models(config)
+    teacher, dataset, clip, frame_steps = _check_models(config)
     if not ray.is_initialized():
         ray.init()
     methods = tuple(config.students)
@@ -169,27 +178,34 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     notes = []
     clips = table.num_rows
     skims = {m: step for m, step in frame_steps.items() if step > 1}
+    seek_s = None
     if config.decode_seconds is None:
-        def timed(skim_step: int) -> float:
+        def timed(measure, *args, **kwargs):
             try:
-                return measure_decode_seconds(dataset, config.split, (teacher.clip_len, teacher.resize, stride),
-                                              videos=config.decode_videos, skim_step=skim_step, storage=config.storage)
+                return measure(dataset, config.split, clip, *args, videos=config.decode_videos,
+                               storage=config.storage, **kwargs)
             except Exception as error:  # noqa: BLE001 -- any reason the source videos cannot be read decides the same
                 raise EvaluationError(dataset, f"cannot time decoding on the source videos ({error}); give the "
                                                "decode cost per clip instead (--decode-seconds, e.g. a label run's "
                                                "decode_s / num_clips)") from None
 
-        decode_s = timed(1)
-        skim_decode_s = {m: timed(step) for m, step in skims.items()}
-        notes.append(f"decode cost timed on {config.decode_videos} {config.split} videos of {dataset}")
+        decode_s = timed(measure_decode_seconds)
+        skim_decode_s = {m: timed(measure_decode_seconds, skim_step=step) for m, step in skims.items()}
+        notes.append(f"decode cost timed on {config.decode_videos} {config.split} videos of {dataset}"
+                     + (" (keyframe candidates)" if clip.candidates == "keyframes" else ""))
+        if config.seek and clip.candidates == "clips":
+            seek_s = timed(measure_seek_seconds, max(config.ks))
+            notes.append(f"Equidistant and Random priced as seeking to their clips, timed at K = {max(config.ks)}"
+                         if seek_s is not None else "the videos cannot be sought: every strategy priced as decoding "
+                                                    "all clips")
     else:
         decode_s, skim_decode_s = config.decode_seconds, {}
-        notes.append("decode cost given (--decode-seconds)")
+        notes.append("decode cost given (--decode-seconds); every strategy priced as decoding all clips")
         if skims:
             notes.append(f"skimming students ({', '.join(sorted(skims))}) priced at the full decode cost")
     costs = ClipCosts(decode_s=decode_s, teacher_s=pc.sum(table["teacher_s"]).as_py() / clips,
                       student_s={m: pc.sum(table[f"{m}_s"]).as_py() / clips for m in methods},
-                      skim_decode_s=skim_decode_s)
+                      skim_decode_s=skim_decode_s, seek_s=seek_s)
 
     truth_uri = config.ground_truth or join(dataset, "ground_truth.parquet")
     truth = None
@@ -207,6 +223,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     per_clip += [f"{get(m).title} student {1000 * s:.3g} ms" for m, s in costs.student_s.items()]
     per_clip += [f"{get(m).title} skim decode (every {frame_steps[m]} frames) {1000 * s:.3g} ms"
                  for m, s in costs.skim_decode_s.items()]
+    per_clip += [f"a clip reached by seeking {1000 * costs.seek_s:.3g} ms"] if costs.seek_s is not None else []
     setup = [
         f"clips: `{config.clips}` (split `{config.split}`: {len(videos)} videos, {clips} clips)",
         f"teacher: `{config.teacher}`; students: {students}; MaxProb uses the "

@@ -60,8 +60,9 @@ class VideoClips:
 @dataclass(frozen=True)
 class Result:
     """One strategy at one K (``k=None``: dense) and K_s over ``videos`` videos: its video accuracy and
-    the labelling cost per video (mean clips decoded / scored by the student / run by the teacher, and the
-    timing model's seconds; zero counts and None seconds for the oracle, which no run can execute)."""
+    the labelling cost per video (mean clips decoded in a stream / scored by the student / run by the teacher /
+    reached by seeking, and the timing model's seconds; zero counts and None seconds for the oracle, which no
+    run can execute)."""
 
     strategy: str
     k: int | None
@@ -72,6 +73,7 @@ class Result:
     student_clips: float = 0.0
     teacher_clips: float = 0.0
     seconds: float | None = None
+    sought_clips: float = 0.0
 
 
 def strategies_for(methods: Iterable[str]) -> tuple[str, ...]:
@@ -117,26 +119,28 @@ def evaluate_strategy(
     videos: Sequence[VideoClips], strategy: str, k: int | None, *, k_student: int = 0,
     costs: ClipCosts | None = None, seeds: Sequence[int] = (0, 1, 2), max_prob_student: str | None = None,
 ) -> Result:
-    """Video accuracy and labelling cost of one strategy at one K; ``random`` is the mean over ``seeds``."""
+    """Video accuracy and labelling cost of one strategy at one K; ``random`` is the mean over ``seeds``. The
+    teacher-only strategies that seek are priced as seeking when ``costs`` has a seek cost."""
     if not videos:
         raise ValueError("videos: nothing to evaluate (no videos with clip outputs)")
+    seek = costs is not None and costs.seek_s is not None
     runs = []
     for seed in seeds if strategy == "random" else seeds[:1]:
-        correct, counts, seconds = 0, np.zeros(3), 0.0
+        correct, counts, seconds = 0, np.zeros(4), 0.0
         for video in videos:
             chosen = select(video, strategy, k, k_student=k_student, seed=seed, max_prob_student=max_prob_student)
             correct += chosen.label == video.label
             if strategies.get(strategy).labels:
-                count = clip_counts(strategy, video.num_clips, chosen)
-                counts += (count.decoded, count.student, count.teacher)
+                count = clip_counts(strategy, video.num_clips, chosen, seek=seek)
+                counts += (count.decoded, count.student, count.teacher, count.sought)
                 if costs is not None:
                     sampler = max_prob_student if strategy == "max_prob" else strategy
                     seconds += video_seconds(count, costs, sampler)
         runs.append((correct, *counts, seconds))
-    correct, decoded, student, teacher, seconds = np.mean(runs, axis=0) / len(videos)
+    correct, decoded, student, teacher, sought, seconds = np.mean(runs, axis=0) / len(videos)
     timed = costs is not None and strategies.get(strategy).labels
     return Result(strategy, k, k_student, float(correct), len(videos), float(decoded), float(student),
-                  float(teacher), float(seconds) if timed else None)
+                  float(teacher), float(seconds) if timed else None, float(sought))
 
 
 def results(

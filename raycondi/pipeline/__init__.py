@@ -2,8 +2,8 @@
 
 Modules, one job each: :mod:`~raycondi.pipeline.config` (:class:`LabelConfig`, :class:`LabelSummary`),
 :mod:`~raycondi.pipeline.inputs` (the videos to label), :mod:`~raycondi.pipeline.topk` and
-:mod:`~raycondi.pipeline.spool` (the two selection algorithms), :mod:`~raycondi.pipeline.stages` (the per-video
-logic and the actors), :mod:`~raycondi.pipeline.plan` (pool sizes), :mod:`~raycondi.pipeline.label` (the
+:mod:`~raycondi.pipeline.spool` (the two selection algorithms), :mod:`~raycondi.pipeline.plans` (what each
+strategy decodes), :mod:`~raycondi.pipeline.stages` (the per-video logic and the actors), :mod:`~raycondi.pipeline.plan` (pool sizes), :mod:`~raycondi.pipeline.label` (the
 driver), :mod:`~raycondi.pipeline.schema` (the output columns) and :mod:`~raycondi.pipeline.sink` (the Parquet
 writer and the resume check). The names below are importable from here; the ones that need torch are loaded
 on first use, so that Ray's write workers, which unpickle the sink, never import torch.
@@ -22,7 +22,8 @@ _LAZY = {
     "ScoreAndSelect": "raycondi.pipeline.stages",
     "ScoreSelectPredict": "raycondi.pipeline.stages",
     "TeacherPredict": "raycondi.pipeline.stages",
-    "select_clips": "raycondi.pipeline.stages",
+    "select_clips": "raycondi.pipeline.plans",
+    "choose_clips": "raycondi.pipeline.plans",
     "video_prediction": "raycondi.pipeline.stages",
 }
 

@@ -35,6 +35,12 @@ class LabelConfig:
             teacher alone, to compare costs through the same job).
         weighting: how the teacher's K_t predictions are averaged (``selection.aggregate``): plain ``mean``
             or weighted by the student's ``confidence`` z̃ (the strategies ranking by z̃).
+        candidates: the clips a sampler scores: ``clips``, every clip (the paper's; the whole video is decoded),
+            or ``keyframes``, the clips that start at a keyframe (only those are decoded; far fewer on long-GOP
+            streams; ``prepare --candidates keyframes`` makes the shards ``evaluate`` needs to price and score
+            the same set). :mod:`raycondi.pipeline.plans`.
+        seek: ``equidistant`` and ``random`` seek to their K clips instead of decoding every frame (the same
+            clips, pixel for pixel); False decodes in full.
         seed: seeds ``random`` (per video, with its id, so a rerun picks the same clips).
         split: with a dataset input, label only this split (``train``/``val``/``test``); None labels all.
         stride: temporal step between sampled frames.
@@ -61,6 +67,8 @@ class LabelConfig:
     k_student: int = 0
     strategy: str = "condi_sr"
     weighting: Literal["mean", "confidence"] = "mean"
+    candidates: Literal["clips", "keyframes"] = "clips"
+    seek: bool = True
     seed: int = 0
     split: str | None = None
     stride: int = 1
@@ -90,6 +98,10 @@ class LabelConfig:
             problems.append(f"weighting must be 'mean' or 'confidence', got {self.weighting!r}")
         if self.weighting == "confidence" and entry and entry.score != "confidence":
             problems.append(f"weighting='confidence' needs a strategy ranking clips by z~, not {self.strategy!r}")
+        if self.candidates not in strategies.CANDIDATES:
+            problems.append(f"candidates must be one of {', '.join(strategies.CANDIDATES)}, got {self.candidates!r}")
+        elif self.candidates == "keyframes" and entry and not entry.needs_student:
+            problems.append(f"candidates='keyframes' is for the strategies that score clips, not {self.strategy!r}")
         if self.k < 1:
             problems.append(f"k must be >= 1, got {self.k}")
         if not 0 <= self.k_student <= self.k:

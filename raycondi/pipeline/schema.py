@@ -56,6 +56,13 @@ OUTPUT_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("teacher_model", pa.string(), "teacher checkpoint URI"),
     ("teacher_architecture", pa.string(), "teacher architecture name from its config.json"),
     ("decode_s", pa.float64(), "seconds spent decoding the video (also filled on error rows)"),
+    ("frames_decoded", pa.int64(), "every frame the decoder produced for the video, all passes included (the "
+                                   "reference frames a seek decodes to reach a clip too; also on error rows)"),
+    ("bytes_read", pa.int64(), "bytes fetched from storage for the video (also on error rows)"),
+    ("decode_mode", pa.string(), "how the video was decoded: full (every frame), seek (only the chosen clips, "
+                                 "equidistant and random) or keyframes (only the keyframe candidates)"),
+    ("decode_fallback", pa.string(), "why a seek or keyframes plan decoded the video in full instead (a variable "
+                                     "frame rate, an unusable index); null when the plan ran"),
     ("student_s", pa.float64(), "seconds spent running the student on its clips"),
     ("teacher_s", pa.float64(), "this video's share of the teacher's batch time (by clip count)"),
     ("run_id", pa.string(), "id of the run that wrote the row (also in the output file names)"),

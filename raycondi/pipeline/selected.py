@@ -11,7 +11,7 @@ import numpy as np
 
 from raycondi.video.decode import Clip
 
-__all__ = ["Scorer", "SelectedClips", "stack_clips", "timed"]
+__all__ = ["Scorer", "SelectedClips", "stack_clips", "teacher_only", "timed"]
 
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """Student on a (B, T, H, W, 3) uint8 batch -> (class probabilities (B, C), confidence z~ (B,))."""
@@ -21,15 +21,17 @@ Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 class SelectedClips:
     """One video after selection.
 
-    ``starts``/``ends`` have one entry per clip, as have ``confidence`` (the student's z̃) and ``scores``
-    (what the strategy ranked clips by) when the student ran, else they are empty; ``student_clips`` and
-    ``teacher_clips`` are the chosen indices in rank order (temporal order for the teacher-only strategies),
-    ``student_probs`` ``(K_s, C)`` the student's probabilities on its clips, ``teacher_frames``
-    ``(K_t, T, H, W, 3)`` the teacher clips' pixels; ``decode_s``/``student_s`` the time spent.
+    ``starts``/``ends`` have one entry per clip (NaN for a clip a seeking decode never reached), as have
+    ``confidence`` (the student's z̃) and ``scores`` (what the strategy ranked clips by) when the student ran,
+    else they are empty; ``student_clips`` and ``teacher_clips`` are the chosen indices in rank order
+    (temporal order for the teacher-only strategies), ``student_probs`` ``(K_s, C)`` the student's
+    probabilities on its clips, ``teacher_frames`` ``(K_t, T, H, W, 3)`` the teacher clips' pixels;
+    ``duration_s`` the decoded video's duration, ``decode_s``/``student_s`` the time spent.
     """
 
     starts: np.ndarray
     ends: np.ndarray
+    duration_s: float
     confidence: np.ndarray
     scores: np.ndarray
     student_clips: np.ndarray
@@ -44,14 +46,18 @@ class SelectedClips:
         return len(self.starts)
 
     @property
-    def duration_s(self) -> float:
-        return float(self.ends[-1] - self.starts[0])
-
-    @property
     def teacher_confidence(self) -> np.ndarray | None:
         """z̃ of the teacher's clips, in their order (the weights of ``weighting="confidence"``); None
         when the student did not run."""
         return self.confidence[self.teacher_clips] if self.confidence.size else None
+
+
+def teacher_only(starts: np.ndarray, ends: np.ndarray, duration_s: float, teacher_clips: np.ndarray,
+                 teacher_frames: np.ndarray, decode_s: float) -> SelectedClips:
+    """The selection of a strategy that runs no student: no scores, no student clips."""
+    empty = np.empty(0, np.float32)
+    return SelectedClips(starts, ends, duration_s, empty, empty, np.empty(0, np.int64), np.empty((0, 0), np.float32),
+                         teacher_clips, teacher_frames, decode_s, 0.0)
 
 
 def timed(clips: Iterable[Clip], clock: list[float]) -> Iterator[Clip]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from raycondi import selection
-from raycondi.pipeline.selected import SelectedClips, stack_clips, timed
+from raycondi.pipeline.selected import SelectedClips, stack_clips, teacher_only, timed
 from raycondi.video.decode import Clip
 
 __all__ = ["SPOOL_BYTES", "select_spooled"]
@@ -52,8 +52,5 @@ def select_spooled(clips: Iterable[Clip], rule: str, k: int, rng: np.random.Gene
         for index in teacher_clips:
             spool.seek(int(index) * size)
             frames.append(np.frombuffer(spool.read(size), np.uint8).reshape(clip_shape))
-    empty = np.empty(0, np.float32)
-    return SelectedClips(
-        np.array(starts), np.array(ends), empty, empty, np.empty(0, np.int64), np.empty((0, 0), np.float32),
-        teacher_clips, stack_clips(frames, clip_shape), decode_clock[0], 0.0,
-    )
+    return teacher_only(np.array(starts), np.array(ends), ends[-1] - starts[0], teacher_clips,
+                        stack_clips(frames, clip_shape), decode_clock[0])

@@ -1,9 +1,9 @@
 """The labelling job's Ray Data stages, and the per-video logic they call (plain functions, testable without Ray).
 
-* :class:`ScoreAndSelect` decodes a video at the checkpoints' resize and calls :func:`select_clips`, which
-  applies the strategy's rule from :mod:`raycondi.strategies`: the samplers stream through
-  :func:`~raycondi.pipeline.topk.select_top_k`, the teacher-only strategies through
-  :func:`~raycondi.pipeline.spool.select_spooled`. It yields one :class:`Selection` per video.
+* :class:`ScoreAndSelect` decodes a video at the checkpoints' resize by the strategy's decode plan and
+  chooses its clips by the strategy's rule (:func:`raycondi.pipeline.plans.choose_clips`): the samplers
+  through the streaming top-K heap, the teacher-only strategies by seeking to their K clips (or, where a video
+  cannot be sought, through the spool). It yields one :class:`Selection` per video.
 * :class:`TeacherPredict` runs the teacher on the selected clips of a batch of videos at once, and
   :func:`video_prediction` merges them with the student's K_s predictions (Fig. 2c) into the video's label.
 * :class:`ScoreSelectPredict` runs both in one actor and hands the selections over in memory.
@@ -17,7 +17,6 @@ three typed hand-off columns.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,15 +24,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from raycondi import selection, strategies
+from raycondi import selection
 from raycondi.models.checkpoint import for_inference, load_checkpoint
 from raycondi.models.preprocess import model_input
 from raycondi.pipeline.config import LabelConfig
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
-from raycondi.pipeline.selected import Scorer, SelectedClips
-from raycondi.pipeline.spool import select_spooled
-from raycondi.pipeline.topk import select_top_k
-from raycondi.video.decode import Clip, ClipSpec, VideoDecodeError, iter_clips
+from raycondi.pipeline.plans import choose_clips
+from raycondi.video.container import DecodeStats
+from raycondi.video.decode import ClipSpec, VideoDecodeError
 from raycondi.video.storage import StorageOptions
 
 __all__ = [
@@ -43,7 +41,6 @@ __all__ = [
     "Selection",
     "TeacherPredict",
     "arrow_to_selections",
-    "select_clips",
     "selections_to_arrow",
     "video_prediction",
 ]
@@ -62,29 +59,6 @@ STAGE_SCHEMA = (
 # --------------------------------------------------------------------------------------------------
 # per-video logic
 # --------------------------------------------------------------------------------------------------
-def select_clips(
-    clips: Iterable[Clip], strategy: str, k: int, k_student: int = 0, *, scorer: Scorer | None = None,
-    batch_size: int = 16, rng: np.random.Generator | int = 0,
-) -> SelectedClips:
-    """Consume one video's clips (in index order) and choose the clips that will label it, by the rule of
-    ``strategy`` in :mod:`raycondi.strategies` (the evaluation's rule): a sampler scores every clip with
-    ``scorer`` in batches of ``batch_size`` and keeps the top K by its score (K_s of them for the student
-    when the strategy splits); ``dense``, ``equidistant`` and ``random`` (with ``rng``) need no student.
-    Raises whatever iterating ``clips`` raises (``VideoDecodeError``) and ``ValueError`` for no clips or a
-    strategy ``label`` cannot run."""
-    entry = strategies.get(strategy)
-    if not entry.labels:
-        raise ValueError(f"strategy: expected one of {', '.join(strategies.LABEL_STRATEGIES)}, got {strategy!r}")
-    if k_student and not entry.splits:
-        raise ValueError(f"k_student: only condi_sr splits the work with its student, not {strategy!r}")
-    if not entry.needs_student:
-        return select_spooled(clips, entry.rule, k, rng)
-    if scorer is None:
-        raise ValueError(f"scorer: strategy {strategy!r} needs the student")
-    return select_top_k(clips, k, k_student, scorer=scorer, score=strategies.SCORES[entry.score].of,
-                        batch_size=batch_size)
-
-
 def video_prediction(
     teacher_probs: np.ndarray,
     student_probs: np.ndarray | None = None,
@@ -203,15 +177,16 @@ class ScoreAndSelect:
         config = self.config
         base = {"video_id": video["video_id"], "uri": video["uri"], "strategy": config.strategy, "k": config.k,
                 "k_student": config.k_student, "teacher_clips": 0, **self.models}
-        started = time.perf_counter()
-        clips = iter_clips(video["uri"], self.clip.clip_len, self.clip.size, self.clip.stride,
-                           skim_step=self.skim_step, limits=config.limits, storage=config.storage)
+        started, stats = time.perf_counter(), DecodeStats()
         try:
-            chosen = select_clips(clips, config.strategy, config.k, config.k_student,
-                                  scorer=self._score if self.student else None, batch_size=config.student_batch_size,
-                                  rng=selection.video_rng(config.seed, video["video_id"]))
+            chosen, mode, fallback = choose_clips(
+                video["uri"], config.strategy, config.k, config.k_student, spec=self.clip,
+                candidates=config.candidates, seek=config.seek, scorer=self._score if self.student else None,
+                batch_size=config.student_batch_size, rng=selection.video_rng(config.seed, video["video_id"]),
+                skim_step=self.skim_step, limits=config.limits, storage=config.storage, stats=stats)
         except VideoDecodeError as error:
-            row = {**base, "status": STATUS_ERROR, "error": error.reason, "decode_s": time.perf_counter() - started}
+            row = {**base, "status": STATUS_ERROR, "error": error.reason, "decode_s": time.perf_counter() - started,
+                   "frames_decoded": stats.frames, "bytes_read": stats.bytes_read}
             return Selection(row, np.empty((0, *self.clip.frame_shape), np.uint8), np.empty((0, 0), np.float32))
         order = np.concatenate([chosen.student_clips, chosen.teacher_clips])
         row = {
@@ -228,6 +203,10 @@ class ScoreAndSelect:
             "clip_confidence": chosen.confidence.tolist(),
             "decode_s": chosen.decode_s,
             "student_s": chosen.student_s,
+            "frames_decoded": stats.frames,
+            "bytes_read": stats.bytes_read,
+            "decode_mode": mode,
+            "decode_fallback": fallback,
         }
         return Selection(row, chosen.teacher_frames, chosen.student_probs, chosen.teacher_confidence)
 

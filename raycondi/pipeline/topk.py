@@ -97,7 +97,6 @@ def select_top_k(
     student_clips, teacher_clips = selection.split_indices(selection.predictive_entropy(probs), scores, k,
                                                            k_student)
     kept = best.kept()
-    return SelectedClips(
-        np.array(starts), np.array(ends), confidence, scores, student_clips, probs[student_clips], teacher_clips,
-        stack_clips([kept[int(i)] for i in teacher_clips], clip_shape), decode_clock[0], best.student_s,
-    )
+    frames = stack_clips([kept[int(i)] for i in teacher_clips], clip_shape)
+    return SelectedClips(np.array(starts), np.array(ends), ends[-1] - starts[0], confidence, scores, student_clips,
+                         probs[student_clips], teacher_clips, frames, decode_clock[0], best.student_s)

@@ -28,8 +28,9 @@ and for large pictures (``benchmarks/decode_throughput.py``, ``skim`` rows).
 
 Memory is bounded whatever the length: frames are decoded as they are needed, at most two clips are held
 (one waiting for the next clip's start time), and the file is read through :func:`storage.open_input` in
-``_READ_BLOCK``-sized ranged reads, so a video in S3 is streamed with about one GET per MiB (10 GETs for an
-8 MB three-minute video), never downloaded whole.
+1 MiB ranged reads (:mod:`raycondi.video.container`), so a video in S3 is streamed with about one GET per MiB
+(10 GETs for an 8 MB three-minute video), never downloaded whole. A :class:`DecodeStats` passed in counts the
+frames decoded and the bytes read. :mod:`raycondi.video.seek` decodes chosen clips only, by seeking.
 
 Every failure raises :class:`VideoDecodeError` with the URI and a reason: a missing or unreadable file, a
 file that is not a media container, a still image, no video stream, corrupt data, truncation, or a video over the
@@ -43,8 +44,8 @@ labelled from garbage:
   declared duration** (the stream's duration, else the Matroska ``DURATION`` tag, else the container's)
   to within ``max(1 s, 5 %)``;
 * nothing hangs: FFmpeg's demuxers always advance through a finite file, every decoded frame counts
-  against ``max_frames`` and ``max_duration_s``, and a decoder fed ``_MAX_PACKETS_WITHOUT_FRAME`` packets in
-  a row without producing a frame is declared stuck.
+  against ``max_frames`` and ``max_duration_s``, and a decoder fed 512 packets in a row without producing a
+  frame is declared stuck.
 
 Because decoding streams, an error found late in a file (truncation, corruption) is raised after the
 clips before it were yielded: a consumer must treat the video as failed as a whole when
@@ -53,7 +54,6 @@ clips before it were yielded: a consumer must treat the video as failed as a who
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -63,24 +63,26 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from raycondi.video import storage as _storage
-from raycondi.video.storage import StorageError, StorageOptions, UriError
+from raycondi.strategies import CANDIDATES
+from raycondi.video.container import (
+    DecodeLimits,
+    DecodeStats,
+    VideoDecodeError,
+    check_limits,
+    declared_duration,
+    open_video,
+    packets_to_frames,
+)
+from raycondi.video.storage import StorageOptions
 
 __all__ = [
-    "Clip", "ClipSpec", "DecodeLimits", "Size", "SkimClip", "VideoDecodeError", "check_size", "count_clips",
-    "frame_size", "iter_clips",
+    "Clip", "ClipSpec", "DecodeLimits", "DecodeStats", "Size", "SkimClip", "VideoDecodeError", "check_size",
+    "count_clips", "frame_size", "iter_clips",
 ]
 
-_READ_BLOCK = 1 << 20  # bytes per ranged read of the source (one GET on S3)
-_AVIO_BUFFER = 64 << 10  # FFmpeg's own read size from the Python file object
-_MAX_PACKETS_WITHOUT_FRAME = 512  # far above any codec's reorder delay; more means the decoder is stuck
 _TRUNCATION_TOLERANCE_S = 1.0
 _TRUNCATION_TOLERANCE_FRACTION = 0.05
-_FALLBACK_FPS = 25.0
-
-
-class VideoDecodeError(UriError):
-    """A video could not be decoded into clips; ``str()`` is ``"{uri}: {reason}"``."""
+FALLBACK_FPS = 25.0  # when a stream states no frame rate
 
 
 Size = int | tuple[int, int]
@@ -106,14 +108,19 @@ def check_size(size: object, name: str = "size") -> Size:
 @dataclass(frozen=True)
 class ClipSpec:
     """How videos are cut: ``clip_len`` sampled frames per clip, every ``stride``-th frame, resized by ``size``
-    (a short side ``S`` with the centre ``S x S`` kept, or a fixed ``(H, W)``; see the module docstring)."""
+    (a short side ``S`` with the centre ``S x S`` kept, or a fixed ``(H, W)``; see the module docstring);
+    ``candidates``: every clip of the grid (``clips``) or the clips starting at a keyframe (``keyframes``,
+    :mod:`raycondi.video.seek`)."""
 
     clip_len: int = 16
     size: Size = 112
     stride: int = 1
+    candidates: str = "clips"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", check_size(self.size))
+        if self.candidates not in CANDIDATES:
+            raise ValueError(f"candidates must be one of {', '.join(CANDIDATES)}, got {self.candidates!r}")
         for name in ("clip_len", "stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -122,16 +129,6 @@ class ClipSpec:
     def frame_shape(self) -> tuple[int, int, int, int]:
         """``(clip_len, H, W, 3)``: the shape of one decoded clip."""
         return (self.clip_len, *frame_size(self.size), 3)
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Videos beyond these (declared or found while decoding) are rejected rather than decoded."""
-
-    max_duration_s: float = 4 * 3600
-    max_frames: int = 1_000_000
-    max_width: int = 4096
-    max_height: int = 4096
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,7 +162,7 @@ class SkimClip(Clip):
 
     step: int
     pictures: tuple[av.VideoFrame, ...]
-    convert: _ResizeRGB
+    convert: ResizeRGB
 
     def full(self) -> np.ndarray:
         """All ``clip_len`` frames as uint8 ``(clip_len, H, W, 3)``, converting the ones the skim skipped."""
@@ -203,31 +200,34 @@ def iter_clips(
     skim_step: int = 1,
     limits: DecodeLimits | None = None,
     storage: StorageOptions | None = None,
+    stats: DecodeStats | None = None,
 ) -> Iterator[Clip]:
     """Decode ``uri`` (local path, ``file://`` or ``s3://``) as it goes and yield its clips in order.
 
     With ``skim_step > 1`` the clips are :class:`SkimClip` s holding every ``skim_step``-th frame converted
     (see the module docstring); the clips' boundaries and ``full()`` frames are those of ``skim_step=1``.
+    ``stats`` (a :class:`DecodeStats`) counts the frames decoded and the bytes read as the decode goes.
     Raises :class:`VideoDecodeError` for any video that cannot be decoded completely (see the module
     docstring for the rules); ``ValueError`` for invalid arguments, before any I/O.
     """
     spec = ClipSpec(clip_len, size, stride)
     if not 1 <= skim_step <= clip_len:
         raise ValueError(f"skim_step must be in [1, clip_len={clip_len}], got {skim_step}")
-    return _clips(uri, spec, skim_step, limits or DecodeLimits(), storage)
+    return _clips(uri, spec, skim_step, limits or DecodeLimits(), storage, stats)
 
 
 # --- clip assembly ---------------------------------------------------------------------------------------
 
 
 def _clips(
-    uri: str, spec: ClipSpec, skim_step: int, limits: DecodeLimits, storage: StorageOptions | None
+    uri: str, spec: ClipSpec, skim_step: int, limits: DecodeLimits, storage: StorageOptions | None,
+    stats: DecodeStats | None,
 ) -> Iterator[Clip]:
     index, pending = 0, None  # pending: a full clip whose end_s is the next clip's start
     builder, start, video_end = None, 0.0, 0.0
-    with _open_video(uri, limits, storage) as (container, stream):
-        to_rgb = _ResizeRGB(spec.size, stream.sample_aspect_ratio)
-        for number, (frame, time, frame_end) in enumerate(_decoded_frames(uri, container, stream, limits)):
+    with open_video(uri, limits, storage, stats) as (container, stream):
+        to_rgb = ResizeRGB(spec.size, stream.sample_aspect_ratio)
+        for number, (frame, time, frame_end) in enumerate(_decoded_frames(uri, container, stream, limits, stats)):
             video_end = frame_end
             if number % spec.stride:
                 continue
@@ -235,7 +235,7 @@ def _clips(
                 yield replace(pending, end_s=time)
                 pending = None
             if builder is None:
-                start, builder = time, _ClipBuilder(spec, skim_step, to_rgb)
+                start, builder = time, ClipBuilder(spec, skim_step, to_rgb)
             builder.add(frame)
             if builder.filled == spec.clip_len:
                 pending, builder, index = builder.clip(index, start, math.nan), None, index + 1
@@ -245,10 +245,11 @@ def _clips(
         yield builder.clip(index, start, video_end)
 
 
-class _ClipBuilder:
-    """One clip's frames as they arrive: every ``step``-th converted at once, all kept when skimming (step > 1)."""
+class ClipBuilder:
+    """One clip's frames as they arrive: every ``step``-th converted at once, all kept when skimming (step > 1).
+    Shared with :mod:`raycondi.video.seek`, so that a sought clip is assembled exactly as a streamed one."""
 
-    def __init__(self, spec: ClipSpec, step: int, convert: _ResizeRGB) -> None:
+    def __init__(self, spec: ClipSpec, step: int, convert: ResizeRGB) -> None:
         self.clip_len, self.step, self.convert = spec.clip_len, step, convert
         self.frames = np.empty((-(-spec.clip_len // step), *spec.frame_shape[1:]), np.uint8)
         self.pictures: list[av.VideoFrame] = []
@@ -279,109 +280,43 @@ class _ClipBuilder:
         return SkimClip(index, start, end, self.frames, self.step, tuple(self.pictures), self.convert)
 
 
-@contextlib.contextmanager
-def _open_video(
-    uri: str, limits: DecodeLimits, storage: StorageOptions | None
-) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
-    """Open ``uri``'s container and pick its first video stream, rejecting what the header already rules out."""
-    try:
-        source = _storage.open_input(uri, storage)
-    except StorageError as error:
-        raise VideoDecodeError(uri, f"cannot read the file: {error.reason}") from error
-    with source:
-        try:
-            container = av.open(_BlockReader(source, _READ_BLOCK), mode="r", buffer_size=_AVIO_BUFFER)
-        except (av.FFmpegError, OSError, ValueError) as error:
-            reason = f"not a readable media file or truncated before its index ({_describe(error)})"
-            raise VideoDecodeError(uri, reason) from error
-        with container:
-            if container.format.name.endswith("_pipe") or container.format.name == "image2":
-                raise VideoDecodeError(uri, f"a still image ({container.format.name}), not a video")
-            if not container.streams.video:
-                kinds = sorted({s.type for s in container.streams}) or ["none"]
-                raise VideoDecodeError(uri, f"no video stream (streams: {', '.join(kinds)})")
-            stream = container.streams.video[0]
-            declared = _declared_duration(container, stream)
-            _check_limits(uri, limits, stream.width, stream.height, declared, stream.frames or None)
-            stream.codec_context.options = {"err_detect": "explode"}  # fail on bitstream errors, don't conceal
-            yield container, stream
-
-
 def _decoded_frames(
-    uri: str, container: av.container.InputContainer, stream: av.video.stream.VideoStream, limits: DecodeLimits
+    uri: str, container: av.container.InputContainer, stream: av.video.stream.VideoStream, limits: DecodeLimits,
+    stats: DecodeStats | None,
 ) -> Iterator[tuple[av.VideoFrame, float, float]]:
     """Yield ``(frame, time_s, end_s)`` for every decoded frame, times relative to the first frame.
 
     Enforces the limits as it goes and, at the end, the truncation rule of the module docstring.
     """
-    nominal = 1 / float(stream.average_rate or stream.guessed_rate or _FALLBACK_FPS)
+    nominal = 1 / float(stream.average_rate or stream.guessed_rate or FALLBACK_FPS)
     first: float | None = None
-    time, duration, count, starved = -nominal, nominal, 0, 0
-    try:
-        for packet in container.demux(stream):
-            if packet.is_corrupt:
-                raise VideoDecodeError(uri, f"corrupt or truncated video packet near {max(time, 0):.2f} s")
-            frames = packet.decode()
-            starved = 0 if frames else starved + 1
-            if starved > _MAX_PACKETS_WITHOUT_FRAME:
-                raise VideoDecodeError(uri, f"no frame decoded from {starved} packets in a row: corrupt stream")
-            for frame in frames:
-                if frame.is_corrupt:
-                    raise VideoDecodeError(uri, f"corrupt video frame near {time + nominal:.2f} s")
-                if first is None:
-                    first = frame.time or 0.0
-                time = frame.time - first if frame.time is not None else time + nominal
-                duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else nominal
-                count += 1
-                _check_limits(uri, limits, frame.width, frame.height, time + duration, count)
-                yield frame, time, time + duration
-    except VideoDecodeError:
-        raise
-    except (av.FFmpegError, OSError) as error:
-        reason = f"corrupt or unreadable video data near {max(time, 0):.2f} s ({_describe(error)})"
-        raise VideoDecodeError(uri, reason) from error
+    time, duration, count = -nominal, nominal, 0
+    for frame in packets_to_frames(uri, container.demux(stream), stats):
+        if first is None:
+            first = frame.time or 0.0
+        time = frame.time - first if frame.time is not None else time + nominal
+        duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else nominal
+        count += 1
+        check_limits(uri, limits, frame.width, frame.height, time + duration, count)
+        yield frame, time, time + duration
     if count == 0:
         raise VideoDecodeError(uri, "the video stream has no decodable frames")
-    declared, decoded = _declared_duration(container, stream), time + duration
+    check_complete(uri, container, stream, time + duration)
+
+
+def check_complete(uri: str, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                   decoded: float) -> None:
+    """The truncation rule: a video decoded to ``decoded`` seconds must reach its declared duration."""
+    declared = declared_duration(container, stream)
     tolerance = max(_TRUNCATION_TOLERANCE_S, _TRUNCATION_TOLERANCE_FRACTION * (declared or 0.0))
     if declared is not None and decoded < declared - tolerance:
         reason = f"incomplete: decoded {decoded:.2f} s of the declared {declared:.2f} s (truncated or corrupt file)"
         raise VideoDecodeError(uri, reason)
 
 
-def _check_limits(
-    uri: str, limits: DecodeLimits, width: int, height: int, duration: float | None, frames: int | None
-) -> None:
-    if width > limits.max_width or height > limits.max_height:
-        raise VideoDecodeError(
-            uri, f"resolution {width}x{height} exceeds the limit {limits.max_width}x{limits.max_height}"
-        )
-    if duration is not None and duration > limits.max_duration_s:
-        raise VideoDecodeError(uri, f"duration over {duration:.1f} s exceeds the limit {limits.max_duration_s:g} s")
-    if frames is not None and frames > limits.max_frames:
-        raise VideoDecodeError(uri, f"{frames} frames exceed the limit {limits.max_frames}")
-
-
-def _declared_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
-    """The video's duration as its header states it, in seconds, or None when it states none."""
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    tag = stream.metadata.get("DURATION")  # Matroska/WebM: "HH:MM:SS.nnnnnnnnn"
-    if tag:
-        try:
-            hours, minutes, seconds = tag.split(":")
-            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-        except ValueError:
-            pass
-    return container.duration / av.time_base if container.duration else None
-
-
-def _describe(error: BaseException) -> str:
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
-
-
-class _ResizeRGB:
-    """Turn a decoded frame into the resized uint8 RGB picture of the module docstring.
+class ResizeRGB:
+    """Turn a decoded frame into the resized uint8 RGB picture of the module docstring (shared with
+    :mod:`raycondi.video.seek`).
 
     The display rotation is applied to the result and the resize is computed in displayed orientation, so a
     portrait phone video resized to ``(H, W)`` comes out ``H x W``. Scaling happens in the frame's own pixel
@@ -410,38 +345,3 @@ class _ResizeRGB:
         top, left = (height - crop_h) // 2, (width - crop_w) // 2
         picture = rgb[top : top + crop_h, left : left + crop_w]
         return np.rot90(picture, quarter_turns) if quarter_turns else picture
-
-
-class _BlockReader:
-    """File-like view of a pyarrow input file that fetches ``block`` bytes per ranged read.
-
-    FFmpeg reads in small pieces (``_AVIO_BUFFER``) and seeks around the header; this turns that into one
-    ``read_at`` (one GET on S3) per ``block`` bytes, keeping a single block in memory.
-    """
-
-    def __init__(self, source, block: int) -> None:
-        self._source, self._block, self._size = source, block, source.size()
-        self._position, self._start, self._data = 0, 0, b""
-        self.fetches = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            n = self._size - self._position
-        if n == 0 or self._position >= self._size:
-            return b""
-        offset = self._position - self._start
-        if not 0 <= offset < len(self._data):
-            self._data = self._source.read_at(min(max(n, self._block), self._size - self._position), self._position)
-            self._start, offset = self._position, 0
-            self.fetches += 1
-        piece = self._data[offset : offset + n]  # may be short at the block's end; FFmpeg asks again
-        self._position += len(piece)
-        return piece
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._position, 2: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
