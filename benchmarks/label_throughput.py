@@ -2,17 +2,21 @@
 
 Generates ``--videos`` synthetic videos of ``--seconds`` seconds each (UCF-101 layout; all of them are
 labelled, whatever their split; reused when already in ``--workdir``), then runs :func:`raycondi.pipeline.label.label_videos` on
-the same archive and the same Ray runtime once per strategy: ``dense``, and ``equidistant`` and ``condi_sr``
-at every K of ``--ks``. For each run it reports
+the same archive and the same Ray runtime once per strategy: ``dense``, and ``equidistant`` (which seeks to its
+clips) and ``condi_sr`` at every K of ``--ks``, ``condi_sr`` once per candidate set of ``--candidates``
+(``keyframes``: only the clips starting at a keyframe; ``--keyint`` gives the archive long GOPs, where that
+matters). For each run it reports
 
 * videos/s (the job's wall time, from the summary),
-* frames decoded (every strategy decodes every frame today: clips x clip_len),
+* frames decoded, bytes read and decode seconds (the ``frames_decoded``, ``bytes_read`` and ``decode_s`` columns
+  summed) and the decode plan the rows report (``decode_mode``),
 * student and teacher seconds (the per-video ``student_s`` / ``teacher_s`` columns summed: device seconds
   on a GPU, CPU seconds here), clips sent to the teacher,
 * video accuracy against the synthetic ground truth, and with ``--evaluate``, on the archive's test split, the
   labels' accuracy beside ``raycondi evaluate``'s for the same strategy and K (``test_accuracy`` and
   ``evaluate_accuracy``): the archive is prepared into clip shards at the teacher's clip length and resize and
-  evaluated with the student as ``condi_sr``; the two must agree,
+  evaluated with the student as ``condi_sr`` (once more with ``--candidates keyframes`` for those rows); the two
+  must agree,
 * ``busy_share``: the share of the devices' time the models kept busy, ``model seconds / (wall seconds x
   devices)`` -- with GPUs, the teacher's seconds (and the student's with ``--student-gpus``) over the cluster's
   GPUs (the issue's "GPU busy" figure; the per-video times are taken after the results are copied back, so
@@ -50,15 +54,18 @@ from raycondi.datasets.synthetic import SynthConfig, class_names, generate_datas
 from raycondi.evaluation import EvaluateConfig, evaluate
 from raycondi.models import CheckpointConfig, build_model, build_student, read_checkpoint_config, save_checkpoint
 from raycondi.pipeline import LabelConfig, label_videos
+from raycondi.strategies import CANDIDATES, KEYFRAME_CLIPS
 from raycondi.video.decode import ClipSpec
 
 
 def make_archive(args: argparse.Namespace, workdir: Path) -> Path:
-    videos = workdir / f"videos_{args.videos}x{args.seconds:g}s_{args.width}x{args.height}_{args.classes}c"
+    gop = f"_keyint{args.keyint}" if args.keyint else ""
+    seed = f"_seed{args.seed}" if args.seed else ""
+    videos = workdir / f"videos_{args.videos}x{args.seconds:g}s_{args.width}x{args.height}_{args.classes}c{gop}{seed}"
     if not (videos / "classInd.txt").exists():
         generate_dataset(str(videos), SynthConfig(
-            videos=args.videos, classes=args.classes, width=args.width, height=args.height, clip_len=args.clip_len,
-            min_seconds=args.seconds, max_seconds=args.seconds))
+            videos=args.videos, seed=args.seed, classes=args.classes, width=args.width, height=args.height,
+            clip_len=args.clip_len, min_seconds=args.seconds, max_seconds=args.seconds, keyint=args.keyint))
     return videos
 
 
@@ -78,16 +85,19 @@ def random_checkpoints(args: argparse.Namespace, workdir: Path) -> tuple[str, st
     return str(workdir / "teacher"), str(workdir / "student"), skim
 
 
-def evaluated_accuracy(args, videos: Path, teacher: str, student: str, workdir: Path) -> dict[tuple[str, str], float]:
-    """``raycondi evaluate`` on the archive's test split: ``{(strategy, k): accuracy}`` from its accuracy.csv."""
+def evaluated_accuracy(args, videos: Path, teacher: str, student: str, workdir: Path,
+                       candidates: str) -> dict[tuple[str, str], float]:
+    """``raycondi evaluate`` on the archive's test split, the samplers ranking ``candidates``: ``{(strategy,
+    k): accuracy}`` from its accuracy.csv."""
     model = read_checkpoint_config(teacher)
     height, width = model.frame_size
     clips = workdir / f"{videos.name}_clips_{model.clip_len}x{height}x{width}_stride{args.stride}"
     if not (clips / "dataset.json").exists():
         prepare(str(videos), str(clips), clip=ClipSpec(model.clip_len, model.resize, args.stride))
-    out = workdir / f"eval_{time.strftime('%Y%m%d-%H%M%S')}"
+    out = workdir / f"eval_{time.strftime('%Y%m%d-%H%M%S')}_{candidates}"
     evaluate(EvaluateConfig(clips=str(clips), teacher=teacher, students={"condi_sr": student}, out=str(out),
-                            ks=tuple(args.ks), decode_videos=1))
+                            ks=tuple(args.ks), decode_videos=1, candidates=candidates,
+                            keyframe_clips=args.keyframe_clips))
     with open(out / "accuracy.csv") as f:
         return {(r["strategy"], r["k"]): float(r["accuracy"]) for r in csv.DictReader(f)}
 
@@ -97,12 +107,14 @@ def _accuracy(rows) -> float:
     return round(correct / max(1, rows.num_rows), 4)
 
 
-def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: int, out: Path) -> dict:
+def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: int, candidates: str, out: Path) -> dict:
     uses_student = strategy == "condi_sr"
     config = LabelConfig(str(videos), str(out), teacher, student if uses_student else None, k=k,
-                         strategy=strategy, stride=args.stride, student_gpus=args.student_gpus)
+                         strategy=strategy, stride=args.stride, student_gpus=args.student_gpus,
+                         candidates=candidates if uses_student else "clips", keyframe_clips=args.keyframe_clips)
     summary = label_videos(config)
-    columns = ["video_id", "status", "label", "decode_s", "student_s", "teacher_s"]
+    columns = ["video_id", "status", "label", "decode_s", "student_s", "teacher_s", "frames_decoded", "bytes_read",
+               "decode_mode"]
     rows = pads.dataset(str(out), format="parquet").to_table(columns=columns)
     truth = read_dataset(str(videos)).select(["video_id", "label", "split"]).rename_columns(
         ["video_id", "true_label", "split"])
@@ -115,12 +127,14 @@ def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: in
         busy = (teacher_s + (student_s if args.student_gpus else 0.0)) / gpus
     else:
         busy = (teacher_s + student_s) / ray.cluster_resources()["CPU"]
+    modes = sorted(set(ok["decode_mode"].to_pylist()))
     return {
         "strategy": strategy, "k": "all" if strategy == "dense" else k, "student_frame_step": frame_step,
+        "candidates": config.candidates, "decode_mode": "+".join(modes),
         "videos": summary.videos_ok,
         "errors": summary.videos_error, "seconds": round(summary.seconds, 2),
         "videos_per_s": round(summary.videos_ok / summary.seconds, 4),
-        "frames_decoded": summary.dense_clips * args.clip_len * args.stride,
+        "frames_decoded": pc.sum(ok["frames_decoded"]).as_py() or 0, "bytes_read": pc.sum(ok["bytes_read"]).as_py() or 0,
         "clips_scored": summary.clips_scored, "clips_to_teacher": summary.clips_to_teacher,
         "student_s": round(student_s, 3), "teacher_s": round(teacher_s, 3),
         "busy_share": round(busy / summary.seconds, 3),
@@ -133,7 +147,8 @@ def one_run(args, videos: Path, teacher: str, student: str, strategy: str, k: in
 def with_ratios(rows: list[dict]) -> list[dict]:
     dense = next(r for r in rows if r["strategy"] == "dense")
     for row in rows:
-        for key in ("videos_per_s", "frames_decoded", "student_s", "teacher_s", "clips_to_teacher", "accuracy"):
+        for key in ("videos_per_s", "frames_decoded", "decode_s", "student_s", "teacher_s", "clips_to_teacher",
+                    "accuracy"):
             row[f"{key}_vs_dense"] = round(row[key] / dense[key], 3) if dense[key] else None
     return rows
 
@@ -152,6 +167,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: random weights)")
     parser.add_argument("--student", default=None, help="student checkpoint (default: random weights)")
     parser.add_argument("--skim-student", default=None, help="a second, skimming student (frame_step > 1)")
+    parser.add_argument("--candidates", nargs="+", default=["clips"], choices=CANDIDATES,
+                        help="ConDi-SR runs with each candidate set (default: clips, every clip)")
+    parser.add_argument("--keyframe-clips", type=int, default=KEYFRAME_CLIPS,
+                        help=f"keyframe candidates' reach in clip spans (default {KEYFRAME_CLIPS})")
+    parser.add_argument("--seed", type=int, default=0, help="the archive's seed (default 0)")
+    parser.add_argument("--keyint", type=int, default=None,
+                        help="the archive's videos have a keyframe exactly every N frames (default: every 2 s "
+                             "and at every clip)")
     parser.add_argument("--evaluate", action="store_true",
                         help="also run `raycondi evaluate` on the archive's test split and report its accuracy "
                              "beside the labels' (the student as condi_sr)")
@@ -176,35 +199,37 @@ def main(argv: list[str] | None = None) -> dict:
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    runs = [("dense", 1, None)] + [(s, k, student) for s in ("equidistant", "condi_sr") for k in args.ks]
-    runs += [("condi_sr", k, skim_student) for k in args.ks] if skim_student else []
+    runs = [("dense", 1, None, "clips")] + [("equidistant", k, student, "clips") for k in args.ks]
+    runs += [("condi_sr", k, student, c) for c in args.candidates for k in args.ks]
+    runs += [("condi_sr", k, skim_student, c) for c in args.candidates for k in args.ks] if skim_student else []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
-        rows = with_ratios([one_run(args, videos, teacher, model, strategy, k,
-                                    workdir / f"labels_{stamp}" / f"{strategy}_k{k}_{i}")
-                            for i, (strategy, k, model) in enumerate(runs)])
-        evaluated = evaluated_accuracy(args, videos, teacher, student, workdir) if args.evaluate else {}
+        rows = with_ratios([one_run(args, videos, teacher, model, strategy, k, candidates,
+                                    workdir / f"labels_{stamp}" / f"{strategy}_k{k}_{candidates}_{i}")
+                            for i, (strategy, k, model, candidates) in enumerate(runs)])
+        evaluated = {c: evaluated_accuracy(args, videos, teacher, student, workdir, c)
+                     for c in (sorted({"clips", *args.candidates}) if args.evaluate else [])}
     finally:
         if started:
             ray.shutdown()
-    for (_, _, model), row in zip(runs, rows, strict=True):
+    for (_, _, model, candidates), row in zip(runs, rows, strict=True):
         if evaluated and model in (None, student):  # evaluate ran the first student, not the skimming one
-            row["evaluate_accuracy"] = evaluated[(row["strategy"], str(row["k"]))]
+            row["evaluate_accuracy"] = evaluated[candidates][(row["strategy"], str(row["k"]))]
 
-    print(f"{'strategy':12} {'k':>4} {'step':>4} {'videos/s':>9} {'x dense':>8} {'frames':>9} {'decode s':>9} "
-          f"{'student s':>10} {'teacher s':>10} {'x dense':>8} {'busy':>5} {'accuracy':>9} {'test':>6} "
+    print(f"{'strategy':12} {'k':>4} {'step':>4} {'cands':>9} {'videos/s':>9} {'x dense':>8} {'frames':>9} "
+          f"{'decode s':>9} {'x dense':>8} {'student s':>10} {'teacher s':>10} {'busy':>5} {'accuracy':>9} {'test':>6} "
           f"{'evaluate':>9}")
     for r in rows:
         evaluated_text = f"{r['evaluate_accuracy']:9.3f}" if "evaluate_accuracy" in r else f"{'-':>9}"
-        print(f"{r['strategy']:12} {r['k']:>4} {r['student_frame_step']:>4} {r['videos_per_s']:9.3f} "
-              f"{r['videos_per_s_vs_dense'] or 0:8.2f} {r['frames_decoded']:9} {r['decode_s']:9.2f} "
-              f"{r['student_s']:10.2f} {r['teacher_s']:10.2f} "
-              f"{r['teacher_s_vs_dense'] or 0:8.3f} {r['busy_share']:5.2f} {r['accuracy']:9.3f} "
-              f"{r['test_accuracy']:6.3f} {evaluated_text}")
+        print(f"{r['strategy']:12} {r['k']:>4} {r['student_frame_step']:>4} {r['candidates']:>9} "
+              f"{r['videos_per_s']:9.3f} {r['videos_per_s_vs_dense'] or 0:8.2f} {r['frames_decoded']:9} "
+              f"{r['decode_s']:9.2f} {r['decode_s_vs_dense'] or 0:8.3f} {r['student_s']:10.2f} {r['teacher_s']:10.2f} "
+              f"{r['busy_share']:5.2f} {r['accuracy']:9.3f} {r['test_accuracy']:6.3f} {evaluated_text}")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     record = {
         **provenance("label_throughput", argv), "device": device,
-        "archive": f"{args.videos} videos x {args.seconds:g} s, {args.width}x{args.height}, {args.classes} classes",
+        "archive": f"{args.videos} videos x {args.seconds:g} s, {args.width}x{args.height}, {args.classes} classes, "
+                   f"seed {args.seed}" + (f", a keyframe every {args.keyint} frames" if args.keyint else ""),
         "clip": f"{args.clip_len}x{args.size}x{args.size}", "teacher": teacher, "student": student,
         "skim_student": skim_student,
         "trained_checkpoints": bool(args.teacher and args.student), "rows": rows,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from raycondi.strategies import ALIASES, CANDIDATES, LABEL_STRATEGIES, METHODS
+from raycondi.strategies import ALIASES, CANDIDATES, KEYFRAME_CLIPS, LABEL_STRATEGIES, METHODS
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,8 @@ def _storage(args: argparse.Namespace):
 def _synth(args: argparse.Namespace) -> int:
     from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 
-    config = SynthConfig(videos=args.videos, seed=args.seed, classes=args.classes, severity=tuple(args.severity))
+    config = SynthConfig(videos=args.videos, seed=args.seed, classes=args.classes, severity=tuple(args.severity),
+                         keyint=args.keyint)
     summary = generate_dataset(args.out, config, storage=_storage(args))
     print(json.dumps(asdict(summary), indent=2))
     return 0
@@ -42,7 +43,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from raycondi.video.decode import ClipSpec
 
     ray.init()
-    clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride, candidates=args.candidates)
+    clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride)
     summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=_storage(args))
     print(json.dumps(asdict(summary), indent=2))
     if summary.failed:
@@ -57,7 +58,7 @@ def _label(args: argparse.Namespace) -> int:
         config = LabelConfig(
             input=args.input, output=args.output, teacher=args.teacher, student=args.student, k=args.k,
             k_student=args.k_student, strategy=args.strategy, weighting=args.weighting, seed=args.seed,
-            candidates=args.candidates, seek=args.seek,
+            candidates=args.candidates, keyframe_clips=args.keyframe_clips, seek=args.seek,
             split=args.split, student_batch_size=args.student_batch_size,
             teacher_batch_size=args.teacher_batch_size, rows_per_file=args.rows_per_file,
             stages=args.stages, student_actors=args.student_actors, teacher_actors=args.teacher_actors,
@@ -207,6 +208,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             clips=args.clips, teacher=args.teacher, students=students, out=args.out, ks=tuple(args.k),
             split=args.split, ground_truth=args.ground_truth, decode_seconds=args.decode_seconds,
             decode_videos=args.decode_videos, max_prob_student=args.max_prob_student, seek=args.seek,
+            candidates=args.candidates, keyframe_clips=args.keyframe_clips,
             actors=args.actors,
             gpu=args.gpu, batch_size=args.batch_size, storage=_storage(args),
         )
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--classes", type=int, default=10, help="number of action classes (default 10)")
     synth.add_argument("--severity", nargs=2, type=float, default=[0.4, 1.0], metavar=("LOW", "HIGH"),
                        help="range of the ambiguous clips' severity (default 0.4 1; 1 1 leaves no trace of the class)")
+    synth.add_argument("--keyint", type=int, default=None,
+                       help="a keyframe exactly every N frames (a long GOP, as real footage); default: every 2 s "
+                            "and at every clip")
     _add_storage_options(synth)
     synth.set_defaults(run=_synth)
 
@@ -311,9 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="resize: S (short side S, the centre SxS kept; default 112) or HxW (e.g. 128x171, "
                            "aspect ratio ignored); checkpoints trained on the shards record it")
     prep.add_argument("--stride", type=int, default=1, help="temporal step between sampled frames (default 1)")
-    prep.add_argument("--candidates", choices=CANDIDATES, default="clips",
-                      help="every clip (default) or the clips starting at a keyframe, the candidates of "
-                           "`label --candidates keyframes`: evaluate prices and scores them on such shards")
     _add_storage_options(prep)
     prep.set_defaults(run=_prepare)
     lab = commands.add_parser("label", help="label videos with the teacher on K student-selected clips (Ray Data)")
@@ -330,8 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--weighting", choices=["mean", "confidence"], default="mean",
                      help="average the teacher's clips plainly or weighted by the student's confidence")
     lab.add_argument("--candidates", choices=CANDIDATES, default="clips",
-                     help="clips the student scores: every clip (default, the paper's) or only those starting at a "
-                          "keyframe (decodes far less on long-GOP video; evaluate it with prepare --candidates)")
+                     help="clips the student scores: every clip (default, the paper's) or only those a decoder "
+                          "reaches cheaply, starting soon after a keyframe (far less decoding on long-GOP video; "
+                          "evaluate --candidates keyframes scores the same)")
+    lab.add_argument("--keyframe-clips", type=int, default=KEYFRAME_CLIPS,
+                     help=f"with --candidates keyframes: a candidate starts fewer than this many clip spans after "
+                          f"a keyframe (default {KEYFRAME_CLIPS})")
     lab.add_argument("--seek", action=argparse.BooleanOptionalAction, default=True,
                      help="equidistant and random decode only their K clips by seeking (default; --no-seek "
                           "decodes every frame)")
@@ -396,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="student whose class head MaxProb uses (default condi_sr, else the first given)")
     ev.add_argument("--seek", action=argparse.BooleanOptionalAction, default=True,
                     help="price Equidistant and Random as seeking to their clips, as `label` runs them (default)")
+    ev.add_argument("--candidates", choices=CANDIDATES, default="clips",
+                    help="the clips the samplers rank: every clip (default) or the keyframe candidates of "
+                         "`label --candidates keyframes`")
+    ev.add_argument("--keyframe-clips", type=int, default=KEYFRAME_CLIPS,
+                    help=f"with --candidates keyframes: as label's option (default {KEYFRAME_CLIPS})")
     ev.add_argument("--actors", type=int, default=1, help="inference actors (default 1)")
     ev.add_argument("--gpu", action="store_true", help="one GPU per inference actor")
     ev.add_argument("--batch-size", type=int, default=32, help="clips per inference batch (default 32)")

@@ -60,6 +60,7 @@ __all__ = [
     "score_k",
     "split_k",
     "oracle_k",
+    "keyframe_candidates",
     "video_rng",
 ]
 
@@ -175,6 +176,18 @@ def video_rng(seed: int, video_id: str) -> np.random.Generator:
     """The generator :func:`random_indices` draws one video's clips from: ``default_rng([seed,
     crc32(video_id)])``, so that a video gets the same clips in every run, on every worker, whatever the order."""
     return np.random.default_rng([seed, zlib.crc32(video_id.encode())])
+
+
+def keyframe_candidates(offsets: ArrayLike, reach: int) -> np.ndarray:
+    """The clips a decoder reaches cheaply: those whose first frame lies fewer than ``reach`` frames after the
+    keyframe at or before it, ``(N,)`` bool; ``offsets`` holds that distance per clip (negative where the
+    video's keyframes are unknown: then every clip is a candidate, as the labelling job decodes such a video
+    in full). Example: offsets ``[0, 16, 32, 8, 24]``, reach 32 -> ``[True, True, False, True, True]``."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if offsets.ndim != 1:
+        raise ValueError(f"offsets: expected one offset per clip, got shape {offsets.shape}")
+    reach = _check_k("reach", reach)
+    return (offsets < reach) if offsets.size and offsets.min() >= 0 else np.ones(offsets.shape, dtype=bool)
 
 
 def random_indices(n: int, k: int, rng: np.random.Generator | int) -> np.ndarray:

@@ -23,6 +23,7 @@ from raycondi import selection
 __all__ = [
     "ALIASES",
     "CANDIDATES",
+    "KEYFRAME_CLIPS",
     "LABEL_STRATEGIES",
     "METHODS",
     "SCORES",
@@ -111,9 +112,10 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy("dense", "Dense", "dense", paper="the teacher on every clip, averaged"),
 )
 ALIASES: dict[str, str] = {"condi": "condi_sr"}  # the name `raycondi label` used before the table
-# The clips a sampler scores: every clip of the grid (the paper's), or the clips that start at a keyframe
-# (:mod:`raycondi.video.seek`), which a seeking decode reaches at the cost of their own frames.
+# The clips a sampler scores: every clip of the grid (the paper's), or those a seeking decode reaches cheaply,
+# starting fewer than KEYFRAME_CLIPS clip spans after a keyframe (raycondi.selection.keyframe_candidates).
 CANDIDATES: tuple[str, ...] = ("clips", "keyframes")
+KEYFRAME_CLIPS = 4  # keyframe candidates start fewer than this many clip spans after a keyframe
 
 _BY_NAME = {s.name: s for s in STRATEGIES}
 METHODS: tuple[str, ...] = tuple(s.name for s in STRATEGIES if s.method)

@@ -28,7 +28,7 @@ from raycondi.pipeline.stages import ScoreSelectPredict
 from raycondi.video.decode import ClipSpec, iter_clips
 
 CLASSES = ("MoveLeft", "MoveRight", "MoveUp")
-CLIP_LEN, SIZE = 8, 40
+CLIP_LEN, SIZE, KEYINT = 8, 40, 24  # a keyframe every third clip
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,8 @@ def job(tmp_path_factory, ray_runtime):
     root = tmp_path_factory.mktemp("agreement")
     videos, clips = str(root / "videos"), str(root / "clips")
     generate_dataset(videos, SynthConfig(videos=12, seed=5, classes=3, fps=10, width=320, height=240,
-                                         clip_len=CLIP_LEN, min_seconds=2.4, max_seconds=4.8), workers=1)
+                                         clip_len=CLIP_LEN, min_seconds=2.4, max_seconds=4.8, keyint=KEYINT),
+                     workers=1)
     prepare(videos, clips, clip=ClipSpec(clip_len=CLIP_LEN, size=SIZE))
     torch.manual_seed(0)
     common = dict(num_classes=3, class_names=CLASSES, clip_len=CLIP_LEN, resize=SIZE)
@@ -59,8 +60,10 @@ def job(tmp_path_factory, ray_runtime):
         label_videos(LabelConfig(videos, out, models["teacher"], models["student"], split="test", **options))
         table = pq.read_table(output_files(out, None))
         labels[name] = {row["video_id"]: row for row in table.to_pylist()}
-    for name in ("equidistant", "random"):  # seeking decodes; the stage in this process (the job is tested above)
-        config = LabelConfig(videos, str(root / name), models["teacher"], strategy=name, k=3, split="test")
+    seeking = {"equidistant": {"strategy": "equidistant"}, "random": {"strategy": "random"},
+               "keyframes": {"student": models["student"], "candidates": "keyframes", "keyframe_clips": 1}}
+    for name, options in seeking.items():  # the stage in this process (the job is tested above)
+        config = LabelConfig(videos, str(root / name), models["teacher"], k=3, split="test", **options)
         rows = ScoreSelectPredict(config, *check_models(config))(list_videos(videos, split="test")).to_pylist()
         labels[name] = {row["video_id"]: row for row in rows}
     clip_outputs = pq.read_table(str(root / "eval" / "clip_outputs.parquet"))
@@ -135,6 +138,22 @@ def test_seeking_labels_are_evaluates_row(job, strategy):
     for video_id, video in evaluated.items():
         row, expected = rows[video_id], select(video, strategy, 3, seed=0)
         assert row["decode_mode"] == "seek" and row["decode_fallback"] is None
+        assert row["selected_clips"] == expected.teacher_clips.tolist()
+        assert row["label_index"] == expected.label
+        np.testing.assert_allclose(_probs(row), expected.probs, atol=1e-4)
+
+
+def test_keyframe_candidate_labels_are_evaluates_keyframe_selection(job):
+    root, _, _, _, labels = job
+    table = pq.read_table(str(root / "eval" / "clip_outputs.parquet"))
+    candidates = {v.video_id: v for v in group_videos(table, ["condi_sr"], reach=CLIP_LEN)}  # keyframe_clips=1
+    rows = labels["keyframes"]
+    assert set(rows) == set(candidates)
+    for video_id, video in candidates.items():
+        row, expected = rows[video_id], select(video, "condi_sr", 3)
+        assert row["decode_mode"] == "keyframes"
+        assert row["candidate_clips"] == np.flatnonzero(video.candidates).tolist()
+        assert all(c % (KEYINT // CLIP_LEN) == 0 for c in row["candidate_clips"])  # clips starting at a keyframe
         assert row["selected_clips"] == expected.teacher_clips.tolist()
         assert row["label_index"] == expected.label
         np.testing.assert_allclose(_probs(row), expected.probs, atol=1e-4)

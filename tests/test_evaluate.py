@@ -4,6 +4,7 @@ labelling job's own counting, the files, and `raycondi evaluate` end to end on r
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -196,8 +197,22 @@ def test_timing_model_prices_seeking_where_a_seek_cost_was_measured():
     # the others still stream every clip
     assert rows["dense", None].sought_clips == 0 and rows["dense", None].decoded_clips * 3 == pytest.approx(10)
     assert rows["condi_sr", 1].seconds == pytest.approx((10 * 0.01 + 10 * 0.02 + 3 * 0.1) / 3)
-    with pytest.raises(ValueError, match="no measured seek cost"):
-        video_seconds(ClipCounts(0, 0, 2, sought=2), COSTS)
+    with pytest.raises(ValueError, match=r"no measured cost for clips reached by seeking \(seek plan\)"):
+        video_seconds(ClipCounts(0, 0, 2, sought=2, plan="seek"), COSTS)
+
+
+def test_samplers_rank_only_the_keyframe_candidates():
+    # video a (5 clips): condi_sr z~ [0.2, 0.9, 0.1, 0.7, 0.3]; its candidates are clips 0, 2 and 4
+    a = dataclasses.replace(VIDEOS[0], candidates=np.array([True, False, True, False, True]))
+    assert select(a, "condi_sr", 1).teacher_clips.tolist() == [4]  # 0.3, the best of 0.2, 0.1, 0.3
+    assert select(a, "condi_sr", 2).teacher_clips.tolist() == [4, 0]
+    assert select(a, "dense", None).teacher_clips.tolist() == [0, 1, 2, 3, 4]  # the teacher alone: every clip
+    split = select(a, "condi_sr", 2, k_student=1)  # condi_sr's class peaks 0.5, 0.9, 0.7 on 0, 2, 4: entropy
+    assert split.student_clips.tolist() == [2] and split.teacher_clips.tolist() == [4]
+    costs = ClipCosts(decode_s=0.01, teacher_s=0.1, student_s={"condi_sr": 0.02}, keyframe_s=0.004)
+    r = evaluate_strategy([a], "condi_sr", 1, costs=costs)
+    assert (r.decoded_clips, r.sought_clips, r.student_clips, r.teacher_clips) == (0, 3, 3, 1)
+    assert r.seconds == pytest.approx(3 * 0.004 + 3 * 0.02 + 0.1)
 
 
 def make_clips(n: int):
@@ -417,6 +432,15 @@ def test_a_checkpoint_of_another_resize_is_refused_before_any_model_runs(shards,
     assert code == 2
     assert f"{other}: resize {CROP} differs from the shards' --size {SIZE}" in capsys.readouterr().err
     assert not (shards / "x").exists()
+
+    import shutil  # shards prepared before keyframe offsets were recorded: no keyframe candidates to evaluate
+    old = shards / "old_clips"
+    shutil.copytree(shards / "clips", old)
+    for part in (old / "test").glob("*.parquet"):
+        pq.write_table(pq.read_table(part).drop_columns(["keyframe_offset"]), part)
+    code = main(["evaluate", "--clips", str(old), "--teacher", str(shards / "teacher"), "--out", str(shards / "y"),
+                 "--candidates", "keyframes"])
+    assert code == 2 and "the shards have no keyframe_offset column" in capsys.readouterr().err
 
 
 def test_unusable_inputs_exit_2_naming_the_problem(tmp_path, capsys):

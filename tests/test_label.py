@@ -268,16 +268,20 @@ def test_keyframe_candidates_and_the_fallback_are_in_the_row(tmp_path):
     write_video(videos / "long_gop.mp4", gradient_frames(60, 64, 48), options=options)
     write_video(videos / "vfr.mp4", level_frames(8, 64, 48), times=[0.0, 0.04, 0.1, 0.3, 0.31, 0.5, 0.9, 1.0])
     teacher, student = save_models(str(tmp_path / "models"))
-    config = LabelConfig(str(videos), str(tmp_path / "out"), teacher, student, k=2, candidates="keyframes")
+    config = LabelConfig(str(videos), str(tmp_path / "out"), teacher, student, k=2, candidates="keyframes",
+                         keyframe_clips=1)
     rows = {r["video_id"]: r for r in ScoreSelectPredict(config, *check_models(config))(list_videos(str(videos)))
             .to_pylist()}
     gop = rows["long_gop"]
-    # keyframes at 0, 12, 24, 36, 48: five candidates of 4 frames, each scored; K = 2 of them to the teacher
-    assert gop["decode_mode"] == "keyframes" and gop["num_clips"] == 5 and len(gop["clip_confidence"]) == 5
-    assert gop["selected_start_s"] and all(round(s * 25) % 12 == 0 for s in gop["selected_start_s"])
-    assert gop["frames_decoded"] < 60 and gop["teacher_clips"] == 2
+    # 15 clips of 4 frames, keyframes at 0, 12, 24, 36, 48: the clips starting fewer than 4 frames after one
+    # are clips 0, 3, 6, 9 and 12, each scored; K = 2 of them to the teacher
+    assert gop["decode_mode"] == "keyframes" and gop["num_clips"] == 15
+    assert gop["candidate_clips"] == [0, 3, 6, 9, 12] and len(gop["clip_confidence"]) == 5
+    assert set(gop["selected_clips"]) <= {0, 3, 6, 9, 12} and gop["teacher_clips"] == 2
+    assert [round(s * 25) for s in gop["selected_start_s"]] == [4 * c for c in gop["selected_clips"]]
+    assert gop["frames_decoded"] < 60
     vfr = rows["vfr"]
-    assert vfr["status"] == "ok" and vfr["decode_mode"] == "full"
+    assert vfr["status"] == "ok" and vfr["decode_mode"] == "full" and vfr["candidate_clips"] is None
     assert vfr["decode_fallback"].startswith("variable frame rate")
 
 

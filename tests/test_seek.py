@@ -8,7 +8,7 @@ import pytest
 from videos import gradient_frames, level_frames, write_video
 
 from raycondi.video import ClipSpec, DecodeStats, VideoDecodeError, iter_clips
-from raycondi.video.seek import NoSeek, SeekingDecoder, keyframe_starts
+from raycondi.video.seek import NoSeek, SeekingDecoder, keyframe_offsets
 
 GOP = 12
 STREAMS = {  # codec, suffix, encoder options: a keyframe every 12 frames, B-frames where the codec has them
@@ -77,28 +77,25 @@ def test_a_truncated_file_is_still_caught(tmp_path):
             list(video.clips([0]))
 
 
-def test_keyframe_starts_hand_computed():
-    assert keyframe_starts([0, 12, 24, 36], 16, 48) == [0, 24]
-    assert keyframe_starts([36, 0, 12], 8, 40) == [0, 12, 36]  # sorted; 36 + 8 runs past 40: padded as a last clip
-    assert keyframe_starts([0, 250, 500], 16, 400) == [0, 250]  # 500 is past the end
-    assert keyframe_starts([], 16, 100) == []
-
-
-def test_keyframe_candidates_start_at_keyframes_with_the_full_decodes_frames(stream):
-    frames = list(iter_clips(stream, 1, 32))  # one frame per "clip": frame n's picture and time
+def test_keyframe_candidates_are_the_clips_just_after_a_keyframe(stream):
+    full = list(iter_clips(stream, 8, 32))
     stats = DecodeStats()
-    with SeekingDecoder(stream, ClipSpec(8, 32), keyframes=True, stats=stats) as video:
-        assert video.keyframes[:3] == [0, GOP, 2 * GOP]
-        candidates = list(video.keyframe_clips())
-    starts = keyframe_starts(video.keyframes, 8, 77)  # 0, 12, 24, ... (each GOP is longer than a clip)
-    assert [c.index for c in candidates] == list(range(len(starts))) and starts[:3] == [0, 12, 24]
-    for clip, first in zip(candidates, starts, strict=True):
-        assert clip.start_s == frames[first].start_s
-        span = [frames[min(n, 76)].frames[0] for n in range(first, first + 8)]
-        if first + 8 <= 77:
-            np.testing.assert_array_equal(clip.frames, np.stack(span))
-            assert clip.end_s == pytest.approx(frames[first + 8].start_s if first + 8 < 77 else frames[76].end_s)
-    assert stats.frames <= 1 + 8 * len(starts) + 8  # the first frame, the candidates' own (and a next frame each)
+    with SeekingDecoder(stream, ClipSpec(8, 32), stats=stats) as video:
+        keyframes = video.keyframes
+        assert keyframes[:3] == [0, GOP, 2 * GOP]
+        # clips start at 0, 8, 16, ...; with keyframes every 12 frames, 0, 8, 4, 0, 8, 4, ... after the last one
+        expected = [8 * i - max(f for f in keyframes if f <= 8 * i) for i in range(10)]
+        assert video.keyframe_offsets().tolist() == expected and expected[:6] == [0, 8, 4, 0, 8, 4]
+        candidates = list(video.candidate_clips(5))
+    assert [c.index for c in candidates] == [i for i, offset in enumerate(expected) if offset < 5]
+    for clip in candidates:
+        _assert_same(clip, full[clip.index])
+    assert stats.frames < 77  # clips 1, 4 and 7 are skipped, with the frames before clips 2, 5 and 8
+
+
+def test_keyframe_offsets_of_a_video_that_cannot_be_sought(tmp_path):
+    vfr = write_video(tmp_path / "vfr.mp4", level_frames(8, 64, 48), times=[0.0, 0.04, 0.1, 0.3, 0.31, 0.5, 0.9, 1.0])
+    assert keyframe_offsets(str(vfr), ClipSpec(3, 16)) is None
 
 
 def test_decode_stats_count_frames_and_bytes(tmp_path):

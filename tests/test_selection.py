@@ -28,6 +28,7 @@ from raycondi.selection import (
     dense,
     equidistant_indices,
     equidistant_k,
+    keyframe_candidates,
     max_prob,
     oracle_k,
     predictive_entropy,
@@ -177,6 +178,14 @@ def test_video_rng_draws_the_same_clips_for_a_video_whatever_else_runs():
     assert_array_equal(first, random_indices(40, 5, np.random.default_rng([3, 4065668260])))
     assert not np.array_equal(first, random_indices(40, 5, video_rng(3, "class/video_8")))
     assert not np.array_equal(first, random_indices(40, 5, video_rng(4, "class/video_7")))
+
+
+def test_keyframe_candidates_hand_computed():
+    assert_array_equal(keyframe_candidates([0, 16, 32, 8, 24], 32), [True, True, False, True, True])
+    assert_array_equal(keyframe_candidates([0, 16, 32, 8, 24], 16), [True, False, False, True, False])
+    assert_array_equal(keyframe_candidates([-1, -1, -1], 16), [True, True, True])  # keyframes unknown: all
+    with pytest.raises(ValueError, match="^reach:"):
+        keyframe_candidates([0, 8], 0)
 
 
 def test_equidistant_k():

@@ -96,7 +96,7 @@ def test_prepare_from_s3_into_s3(dataset, prepared):
     assert summary.videos == expected_videos
     assert summary.failed == 1
     assert read_summary(out) == summary
-    assert json.loads(summary.to_json())["clip"] == {"clip_len": 8, "size": 32, "stride": 1, "candidates": "clips"}
+    assert json.loads(summary.to_json())["clip"] == {"clip_len": 8, "size": 32, "stride": 1}
 
     layout = {uri[len(out) + 1 :].split("/")[0] for uri in list_files(out)}
     assert layout == {"dataset.json", "failed.parquet", "train", "val", "test"}
@@ -127,6 +127,7 @@ def test_clip_rows_hold_the_frames(prepared):
         assert row["frames_shape"] == [8, 32, 32, 3]
         assert row["start_s"] == pytest.approx(8 * c / FPS)
         assert row["end_s"] == pytest.approx(min(8 * c + 8, n) / FPS)
+        assert 0 <= row["keyframe_offset"] <= 8 * c and (c or row["keyframe_offset"] == 0)
 
 
 def test_failed_video_is_listed_with_its_reason(dataset, prepared):

@@ -12,7 +12,9 @@ and writes::
     out/train/part-*.parquet  one row per clip (also out/val/, out/test/; a split with no clip has no folder)
     out/failed.parquet        video_id, uri, split, error: one row per video that could not be decoded
 
-A shard row is ``video_id, clip_index, num_clips, label_index, start_s, end_s, frames, frames_shape``:
+A shard row is ``video_id, clip_index, num_clips, label_index, start_s, end_s, keyframe_offset, frames,
+frames_shape`` (``keyframe_offset``: frames from the keyframe at or before the clip's first frame to it, -1 for
+a video that cannot be sought; ``evaluate --candidates keyframes`` needs it):
 ``frames`` holds the clip's uint8 RGB pixels as bytes in ``(T, H, W, 3)`` order and ``frames_shape`` that
 shape (the same for every row of a run; it is also in ``dataset.json``). :func:`frames_to_numpy` turns
 a batch of rows (a pyarrow table or a Ray Data numpy batch) into one ``(B, T, H, W, 3)`` array, and
@@ -63,8 +65,8 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from raycondi.datasets.manifests import SPLITS, classes_of, read_dataset
-from raycondi.video.decode import Clip, ClipSpec, DecodeLimits, VideoDecodeError, iter_clips
-from raycondi.video.seek import NoSeek, SeekingDecoder
+from raycondi.video.decode import ClipSpec, DecodeLimits, VideoDecodeError, iter_clips
+from raycondi.video.seek import keyframe_offsets
 from raycondi.video.storage import (
     StorageError,
     StorageOptions,
@@ -103,6 +105,7 @@ CLIP_SCHEMA = pa.schema(
         ("label_index", pa.int32()),
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
+        ("keyframe_offset", pa.int32()),
         ("frames", pa.binary()),
         ("frames_shape", pa.list_(pa.int32(), 4)),
     ]
@@ -352,32 +355,22 @@ def read_summary(out: str, storage: StorageOptions | None = None) -> PrepareSumm
 
 def _spool_clips(
     uri: str, spool: BinaryIO, clip: ClipSpec, limits: DecodeLimits | None, storage: StorageOptions | None
-) -> list[tuple[float, float]]:
-    """Decode ``uri`` into ``spool`` (the clips' pixels back to back); return each clip's (start_s, end_s).
-
-    With ``clip.candidates == "keyframes"`` the clips are the keyframe candidates the labelling job scores
-    with ``--candidates keyframes`` (:mod:`raycondi.video.seek`); a video that cannot be sought gets its grid
-    clips, as the labelling job falls back to them."""
-    if clip.candidates == "keyframes":
-        try:
-            with SeekingDecoder(uri, clip, limits=limits, storage=storage, keyframes=True) as video:
-                return _write_clips(video.keyframe_clips(), spool)
-        except NoSeek:
-            spool.seek(0)
-            spool.truncate()
-    return _write_clips(iter_clips(uri, clip.clip_len, clip.size, clip.stride, limits=limits, storage=storage), spool)
-
-
-def _write_clips(clips: Iterator[Clip], spool: BinaryIO) -> list[tuple[float, float]]:
+) -> list[tuple[float, float, int]]:
+    """Decode ``uri`` into ``spool`` (the clips' pixels back to back); return each clip's ``(start_s, end_s,
+    keyframe_offset)``: the frames from the keyframe at or before the clip's first frame to it, -1 for every clip
+    of a video that cannot be sought (:func:`raycondi.video.seek.keyframe_offsets`)."""
     spans = []
-    for c in clips:
+    for c in iter_clips(uri, clip.clip_len, clip.size, clip.stride, limits=limits, storage=storage):
         spool.write(np.ascontiguousarray(c.frames).data)
         spans.append((c.start_s, c.end_s))
-    return spans
+    offsets = keyframe_offsets(uri, clip, limits=limits, storage=storage)
+    if offsets is None or len(offsets) != len(spans):
+        offsets = np.full(len(spans), -1)
+    return [(start, end, int(offset)) for (start, end), offset in zip(spans, offsets, strict=True)]
 
 
 def _clip_tables(
-    video: dict[str, Any], spans: list[tuple[float, float]], spool: BinaryIO, clip: ClipSpec
+    video: dict[str, Any], spans: list[tuple[float, float, int]], spool: BinaryIO, clip: ClipSpec
 ) -> Iterator[pa.Table]:
     shape = clip.frame_shape
     clip_bytes = int(np.prod(shape))
@@ -387,7 +380,7 @@ def _clip_tables(
         pixels = spool.read(count * clip_bytes)
         offsets = pa.py_buffer(np.arange(count + 1, dtype=np.int32) * clip_bytes)
         frames = pa.Array.from_buffers(pa.binary(), count, [None, offsets, pa.py_buffer(pixels)])
-        starts, ends = zip(*spans[first : first + count], strict=True)
+        starts, ends, offsets = zip(*spans[first : first + count], strict=True)
         yield pa.table(
             {
                 "video_id": [video["video_id"]] * count,
@@ -396,6 +389,7 @@ def _clip_tables(
                 "label_index": [video["label_index"]] * count,
                 "start_s": starts,
                 "end_s": ends,
+                "keyframe_offset": offsets,
                 "frames": frames,
                 "frames_shape": pa.FixedSizeListArray.from_arrays(pa.array(np.tile(shape, count), pa.int32()), 4),
                 "split": [video["split"]] * count,

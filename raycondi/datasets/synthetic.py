@@ -222,6 +222,8 @@ class SynthConfig:
     between spaced linearly (:func:`ambiguity_rates`); ``ambiguity_concentration``: the Beta concentration
     of a video's share around its class mean (smaller spreads it more). ``severity``: the range of an
     ambiguous segment's severity (see the module docstring; ``(1.0, 1.0)`` leaves no trace of the class in any).
+    ``keyint``: None puts a keyframe every 2 s and at every clip (x264's scene cuts, as each clip is drawn
+    afresh); a number puts one exactly every ``keyint`` frames (a long GOP, as real footage has).
     """
 
     videos: int = 200
@@ -240,6 +242,7 @@ class SynthConfig:
     test_share: float = 0.3
     clips_per_group: int = 2
     crf: int = 23
+    keyint: int | None = None
     appearance: str = "clip"
     severity: tuple[float, float] = (0.4, 1.0)
 
@@ -283,6 +286,8 @@ class SynthConfig:
         check("test_share", 0 <= self.test_share < 1, "must be in [0, 1)")
         check("clips_per_group", self.clips_per_group >= 1, "must be at least 1")
         check("crf", 0 <= self.crf <= 51, "must be between 0 and 51")
+        check("keyint", self.keyint is None or (type(self.keyint) is int and self.keyint >= 1),
+              "must be None or a positive integer")
         check("appearance", self.appearance in ("clip", "video"), "must be 'clip' or 'video'")
 
 
@@ -523,6 +528,14 @@ def _plan(config: SynthConfig, index: int) -> _Video:
     )
 
 
+def _x264_params(config: SynthConfig) -> str:
+    """A keyframe every 2 s and at scene changes (every clip, as the look is drawn afresh per clip), or with
+    ``keyint`` exactly every ``keyint`` frames and nowhere else: the long GOPs of real footage."""
+    if config.keyint is None:
+        return f"threads=1:keyint={2 * config.fps}"
+    return f"threads=1:keyint={config.keyint}:min-keyint={config.keyint}:scenecut=0"
+
+
 def _render(config: SynthConfig, index: int) -> tuple[bytes, list[str], list[float]]:
     """Encode video ``index`` to MP4 bytes; return them with the kind and the severity of every clip."""
     video = _plan(config, index)
@@ -535,7 +548,7 @@ def _render(config: SynthConfig, index: int) -> tuple[bytes, list[str], list[flo
             stream = out.add_stream(
                 "libx264",
                 rate=config.fps,
-                options={"crf": str(config.crf), "preset": "veryfast", "x264-params": f"threads=1:keyint={2 * config.fps}"},
+                options={"crf": str(config.crf), "preset": "veryfast", "x264-params": _x264_params(config)},
             )
             stream.width, stream.height, stream.pix_fmt = config.width, config.height, "yuv420p"
             stream.codec_context.thread_count = 1

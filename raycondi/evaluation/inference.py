@@ -8,7 +8,8 @@ inference::
       -> the driver gathers one small row per clip       probabilities and z̃, never pixels
 
 and returns one table with a row per clip: ``video_id, clip_index, label_index, start_s, end_s,
-teacher_probs`` (``fixed_size_list<float32>[C]``) and, per student method, ``{method}_probs`` and
+teacher_probs`` (``fixed_size_list<float32>[C]``; and the shards' ``keyframe_offset`` when they have it) and, per
+student method, ``{method}_probs`` and
 ``{method}_confidence`` (z̃ = sigmoid of the confidence logit), plus each model's measured seconds on the
 clip (``teacher_s``, ``{method}_s``: the clip's share of its batch's time, from the uint8 batch to the
 probabilities, as the labelling job's stages spend it). The models run one after the other on the same
@@ -17,8 +18,8 @@ batch in the same actor, so their timings are taken under the same conditions.
 Why not :func:`raycondi.train.outputs.compute_teacher_logits`: it runs only the teacher, caches its logits
 (a cached run would measure nothing) and keeps no clip times.
 
-:func:`measure_decode_seconds` and :func:`measure_seek_seconds` time the labelling job's decode plans on a few of
-the split's source videos: a clip of the shards' candidate set decoded in a stream, and a clip reached by seeking.
+:func:`measure_plan_seconds` times the labelling job's decode plans on a few of the split's source videos: a clip
+decoded in a stream, a clip reached by seeking, a keyframe candidate.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import ray
 import torch
@@ -36,13 +38,11 @@ from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.shards import frames_to_numpy
 from raycondi.models import CheckpointConfig, for_inference, load_checkpoint
 from raycondi.models.preprocess import model_input
-from raycondi.selection import equidistant_indices
-from raycondi.video.decode import ClipSpec, iter_clips
-from raycondi.video.seek import NoSeek, SeekingDecoder
+from raycondi.pipeline.plans import choose_clips, unscored
+from raycondi.video.decode import ClipSpec
 from raycondi.video.storage import StorageOptions, exists, join, open_input, resolve
 
-__all__ = ["READ_COLUMNS", "ClipPredictor", "measure_decode_seconds", "measure_seek_seconds", "predict_clips",
-           "read_ground_truth"]
+__all__ = ["READ_COLUMNS", "ClipPredictor", "measure_plan_seconds", "predict_clips", "read_ground_truth"]
 
 READ_COLUMNS = ["video_id", "clip_index", "label_index", "start_s", "end_s", "frames", "frames_shape"]
 
@@ -59,7 +59,7 @@ class ClipPredictor:
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {name: batch[name] for name in READ_COLUMNS[:5]}
+        out = {name: values for name, values in batch.items() if name not in ("frames", "frames_shape")}
         size = len(batch["video_id"])
         frames = frames_to_numpy(batch)
         for name, (model, config) in self.models.items():
@@ -92,7 +92,9 @@ def predict_clips(
     if not exists(uri, storage):
         raise FileNotFoundError(f"{uri}: no {split} shards; run `raycondi prepare` first (or check --clips)")
     filesystem, path = resolve(uri, storage)
-    rows = ray.data.read_parquet(path, filesystem=filesystem, file_extensions=["parquet"]).select_columns(READ_COLUMNS)
+    recorded = "keyframe_offset" in pads.dataset(path, filesystem=filesystem, format="parquet").schema.names
+    columns = READ_COLUMNS + ["keyframe_offset"] if recorded else READ_COLUMNS  # shards prepared before lack it
+    rows = ray.data.read_parquet(path, filesystem=filesystem, file_extensions=["parquet"]).select_columns(columns)
     predictions = rows.map_batches(
         ClipPredictor,
         fn_constructor_kwargs={"teacher": teacher, "students": dict(students), "storage": storage},
@@ -117,61 +119,35 @@ def predict_clips(
     return pa.table(columns).sort_by([("video_id", "ascending"), ("clip_index", "ascending")])
 
 
-def _sample_uris(dataset: str, split: str, videos: int, storage: StorageOptions | None) -> list[str]:
+def measure_plan_seconds(
+    dataset: str, split: str, spec: ClipSpec, plan: str, *, videos: int = 4, k: int = 1, reach: int = 1,
+    skim_step: int = 1, storage: StorageOptions | None = None,
+) -> float | None:
+    """Seconds per clip the labelling job spends decoding by ``plan`` (:mod:`raycondi.pipeline.plans`, its own
+    code) on the first ``videos`` videos of ``split`` (after an untimed warm-up on the first), total time over
+    the clips the plan decoded: ``full``, a stream of every clip (at ``skim_step``, a skimming student's pass);
+    ``seek``, Equidistant's ``k`` clips reached by seeking; ``keyframes``, the candidates within ``reach`` frames
+    of a keyframe. For ``seek`` and ``keyframes``, None when no video could be decoded that way. Raises what
+    reading the dataset or decoding raises (``ManifestError``, ``StorageError``, ``VideoDecodeError``) and
+    ``ValueError`` when the split has no videos."""
     table = read_dataset(dataset, storage=storage, check_files=False)
     uris = [row["uri"] for row in table.to_pylist() if row["split"] == split][:videos]
     if not uris:
         raise ValueError(f"{dataset}: no {split} videos to time decoding on")
-    return uris
+    strategy, candidates = {"full": ("condi_sr", "clips"), "seek": ("equidistant", "clips"),
+                            "keyframes": ("condi_sr", "keyframes")}[plan]
 
+    def decode(uri: str):
+        return choose_clips(uri, strategy, k, spec=spec, candidates=candidates, reach=reach, scorer=unscored,
+                            skim_step=skim_step, storage=storage)
 
-def _decode_candidates(uri: str, spec: ClipSpec, skim_step: int, storage: StorageOptions | None) -> int:
-    """Decode the clips of ``uri`` as the shards hold them, the way the labelling job decodes them (the keyframe
-    candidates by seeking, falling back to the grid as ``prepare`` and ``label`` do); return how many."""
-    if spec.candidates == "keyframes":
-        try:
-            with SeekingDecoder(uri, spec, skim_step=skim_step, storage=storage, keyframes=True) as video:
-                return sum(1 for _ in video.keyframe_clips())
-        except NoSeek:
-            pass
-    return sum(1 for _ in iter_clips(uri, spec.clip_len, spec.size, spec.stride, skim_step=skim_step,
-                                     storage=storage))
-
-
-def measure_decode_seconds(
-    dataset: str, split: str, spec: ClipSpec, *, videos: int = 4, skim_step: int = 1,
-    storage: StorageOptions | None = None,
-) -> float:
-    """Seconds to decode one clip of the shards' candidate set (``spec``: the shards' clip length, resize,
-    stride and candidates) as the labelling job does: the first ``videos`` videos of ``split`` (after an
-    untimed warm-up on the first) at ``skim_step`` (a skimming student's pass), total time over total clips.
-    Raises what reading the dataset or decoding raises (``ManifestError``, ``StorageError``,
-    ``VideoDecodeError``) and ``ValueError`` when the split has no videos."""
-    uris = _sample_uris(dataset, split, videos, storage)
-    for _ in iter_clips(uris[0], spec.clip_len, spec.size, spec.stride, storage=storage):  # warm-up: first open
-        break
-    count, started = 0, time.perf_counter()
+    decode(uris[0])  # warm-up: first open, caches
+    clips, seconds = 0, 0.0
     for uri in uris:
-        count += _decode_candidates(uri, spec, skim_step, storage)
-    return (time.perf_counter() - started) / count
-
-
-def measure_seek_seconds(
-    dataset: str, split: str, spec: ClipSpec, k: int, *, videos: int = 4, storage: StorageOptions | None = None,
-) -> float | None:
-    """Seconds per clip when the labelling job seeks to ``k`` equidistant clips of each of the first ``videos``
-    videos of ``split`` (:class:`~raycondi.video.seek.SeekingDecoder`: the frame grid, then each clip from the
-    keyframe before it); None when none of them can be sought. Raises as :func:`measure_decode_seconds`."""
-    count, seconds = 0, 0.0
-    for uri in _sample_uris(dataset, split, videos, storage):
-        started = time.perf_counter()
-        try:
-            with SeekingDecoder(uri, spec, storage=storage) as video:
-                count += sum(1 for _ in video.clips(equidistant_indices(video.num_clips, k)))
-        except NoSeek:
-            continue
-        seconds += time.perf_counter() - started
-    return seconds / count if count else None
+        chosen, used, _ = decode(uri)
+        if used == plan:
+            clips, seconds = clips + len(chosen.clips), seconds + chosen.decode_s
+    return seconds / clips if clips else None
 
 
 def read_ground_truth(uri: str, storage: StorageOptions | None = None) -> pa.Table:

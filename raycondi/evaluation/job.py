@@ -30,23 +30,28 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import ray
 
 from raycondi.datasets.shards import read_summary
 from raycondi.evaluation import report
-from raycondi.evaluation.inference import (
-    measure_decode_seconds,
-    measure_seek_seconds,
-    predict_clips,
-    read_ground_truth,
-)
+from raycondi.evaluation.inference import measure_plan_seconds, predict_clips, read_ground_truth
 from raycondi.evaluation.tables import ambiguity_rows, group_videos, ks_sweep, results, strategies_for
 from raycondi.evaluation.timing import ClipCosts
 from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, read_checkpoint_config
-from raycondi.strategies import METHODS, get
+from raycondi.strategies import CANDIDATES, KEYFRAME_CLIPS, METHODS, get
 from raycondi.video.decode import ClipSpec, frame_size
-from raycondi.video.storage import StorageError, StorageOptions, UriError, exists, join, open_output, write_bytes
+from raycondi.video.storage import (
+    StorageError,
+    StorageOptions,
+    UriError,
+    exists,
+    join,
+    open_output,
+    resolve,
+    write_bytes,
+)
 
 __all__ = ["EvaluateConfig", "EvaluationError", "EvaluationSummary", "evaluate"]
 
@@ -73,6 +78,9 @@ class EvaluateConfig:
         seek: price Equidistant and Random as the labelling job runs them by default, seeking to their clips
             (timed on the source videos at the largest K); False prices them as decoding every clip
             (``label --no-seek``).
+        candidates, keyframe_clips: ``keyframes`` makes the samplers rank only the keyframe candidates, as
+            ``label --candidates keyframes --keyframe-clips M`` does (from the shards' ``keyframe_offset``), and
+            prices them as decoding those; ``clips`` (default): every clip, the paper's.
         actors, gpu, batch_size: the inference actor pool, one GPU per actor, clips per batch.
     """
 
@@ -87,6 +95,8 @@ class EvaluateConfig:
     decode_videos: int = 4
     max_prob_student: str | None = None
     seek: bool = True
+    candidates: str = "clips"
+    keyframe_clips: int = KEYFRAME_CLIPS
     seeds: tuple[int, ...] = (0, 1, 2)
     actors: int = 1
     gpu: bool = False
@@ -109,6 +119,10 @@ class EvaluateConfig:
             problems.append(f"max_prob_student: {self.max_prob_student!r} is not among the students given")
         if self.decode_seconds is not None and self.decode_seconds < 0:
             problems.append(f"decode_seconds: must be >= 0, got {self.decode_seconds}")
+        if self.candidates not in CANDIDATES:
+            problems.append(f"candidates: expected one of {', '.join(CANDIDATES)}, got {self.candidates!r}")
+        if self.keyframe_clips < 1:
+            problems.append(f"keyframe_clips: must be >= 1, got {self.keyframe_clips}")
         if not self.seeds or self.actors < 1 or self.batch_size < 1 or self.decode_videos < 1:
             problems.append("seeds must not be empty; actors, batch_size and decode_videos must be >= 1")
         if problems:
@@ -161,6 +175,12 @@ def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, ClipSp
         if loaded[name].num_classes != loaded["teacher"].num_classes:
             raise EvaluationError(uri, f"{loaded[name].num_classes} classes, the teacher has "
                                        f"{loaded['teacher'].num_classes}")
+    if config.candidates == "keyframes" and exists(join(config.clips, config.split), config.storage):
+        filesystem, path = resolve(join(config.clips, config.split), config.storage)
+        if "keyframe_offset" not in pads.dataset(path, filesystem=filesystem, format="parquet").schema.names:
+            raise EvaluationError(config.clips, "the shards have no keyframe_offset column (prepared before raycondi "
+                                                "recorded it): run `raycondi prepare` again to evaluate keyframe "
+                                                "candidates")
     frame_steps = {name: loaded[name].frame_step for name in config.students}
     return loaded["teacher"], summary.dataset, summary.clip, frame_steps
 
@@ -173,31 +193,36 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     if not ray.is_initialized():
         ray.init()
     methods = tuple(config.students)
+    keyframes = config.candidates == "keyframes"
+    reach = config.keyframe_clips * clip.clip_len * clip.stride if keyframes else None
     table = predict_clips(config.clips, config.split, config.teacher, config.students, actors=config.actors,
                           gpu=config.gpu, batch_size=config.batch_size, storage=config.storage)
     notes = []
     clips = table.num_rows
     skims = {m: step for m, step in frame_steps.items() if step > 1}
-    seek_s = None
+    seek_s = keyframe_s = None
     if config.decode_seconds is None:
-        def timed(measure, *args, **kwargs):
+        def timed(plan: str, **kwargs) -> float | None:
             try:
-                return measure(dataset, config.split, clip, *args, videos=config.decode_videos,
-                               storage=config.storage, **kwargs)
+                return measure_plan_seconds(dataset, config.split, clip, plan, videos=config.decode_videos,
+                                            storage=config.storage, **kwargs)
             except Exception as error:  # noqa: BLE001 -- any reason the source videos cannot be read decides the same
                 raise EvaluationError(dataset, f"cannot time decoding on the source videos ({error}); give the "
                                                "decode cost per clip instead (--decode-seconds, e.g. a label run's "
                                                "decode_s / num_clips)") from None
 
-        decode_s = timed(measure_decode_seconds)
-        skim_decode_s = {m: timed(measure_decode_seconds, skim_step=step) for m, step in skims.items()}
-        notes.append(f"decode cost timed on {config.decode_videos} {config.split} videos of {dataset}"
-                     + (" (keyframe candidates)" if clip.candidates == "keyframes" else ""))
-        if config.seek and clip.candidates == "clips":
-            seek_s = timed(measure_seek_seconds, max(config.ks))
+        decode_s = timed("full")
+        skim_decode_s = {m: timed("full", skim_step=step) for m, step in skims.items()}
+        notes.append(f"decode cost timed on {config.decode_videos} {config.split} videos of {dataset}")
+        if config.seek:
+            seek_s = timed("seek", k=max(config.ks))
             notes.append(f"Equidistant and Random priced as seeking to their clips, timed at K = {max(config.ks)}"
-                         if seek_s is not None else "the videos cannot be sought: every strategy priced as decoding "
-                                                    "all clips")
+                         if seek_s is not None else "the videos cannot be sought: Equidistant and Random priced as "
+                                                    "decoding all clips")
+        if keyframes:
+            keyframe_s = timed("keyframes", reach=reach)
+            notes.append(f"samplers rank keyframe candidates ({config.keyframe_clips} clip spans from each keyframe)"
+                         ", priced as decoding those")
     else:
         decode_s, skim_decode_s = config.decode_seconds, {}
         notes.append("decode cost given (--decode-seconds); every strategy priced as decoding all clips")
@@ -205,14 +230,15 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
             notes.append(f"skimming students ({', '.join(sorted(skims))}) priced at the full decode cost")
     costs = ClipCosts(decode_s=decode_s, teacher_s=pc.sum(table["teacher_s"]).as_py() / clips,
                       student_s={m: pc.sum(table[f"{m}_s"]).as_py() / clips for m in methods},
-                      skim_decode_s=skim_decode_s, seek_s=seek_s)
+                      skim_decode_s=skim_decode_s, seek_s=seek_s,
+                      keyframe_s=(keyframe_s or decode_s) if keyframes else None)
 
     truth_uri = config.ground_truth or join(dataset, "ground_truth.parquet")
     truth = None
     if config.ground_truth is not None or exists(truth_uri, config.storage):
         truth = read_ground_truth(truth_uri, config.storage)
         notes.append(f"clean clips from {truth_uri}")
-    videos = group_videos(table, methods, truth)
+    videos = group_videos(table, methods, truth, reach=reach)
     rows = results(videos, config.ks, strategies_for(methods), costs=costs, seeds=config.seeds,
                    max_prob_student=config.max_prob_student)
     sweep = ks_sweep(videos, config.ks, costs=costs) if "condi_sr" in methods else []
@@ -224,6 +250,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     per_clip += [f"{get(m).title} skim decode (every {frame_steps[m]} frames) {1000 * s:.3g} ms"
                  for m, s in costs.skim_decode_s.items()]
     per_clip += [f"a clip reached by seeking {1000 * costs.seek_s:.3g} ms"] if costs.seek_s is not None else []
+    per_clip += [f"a keyframe candidate {1000 * costs.keyframe_s:.3g} ms"] if keyframes else []
     setup = [
         f"clips: `{config.clips}` (split `{config.split}`: {len(videos)} videos, {clips} clips)",
         f"teacher: `{config.teacher}`; students: {students}; MaxProb uses the "

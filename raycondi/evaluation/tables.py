@@ -42,7 +42,8 @@ class VideoClips:
     """One video's per-clip outputs, clips in index order.
 
     ``teacher_probs`` ``(N, C)``; ``student_probs[method]`` ``(N, C)`` and ``confidence[method]`` ``(N,)``
-    (z̃) per evaluated student; ``clean`` ``(N,)`` the ground-truth clean clips, or None when unknown.
+    (z̃) per evaluated student; ``clean`` ``(N,)`` the ground-truth clean clips, or None when unknown;
+    ``candidates`` ``(N,)`` the clips a sampler may rank (keyframe candidates), or None for every clip.
     """
 
     video_id: str
@@ -51,6 +52,7 @@ class VideoClips:
     student_probs: Mapping[str, np.ndarray] = field(default_factory=dict)
     confidence: Mapping[str, np.ndarray] = field(default_factory=dict)
     clean: np.ndarray | None = None
+    candidates: np.ndarray | None = None
 
     @property
     def num_clips(self) -> int:
@@ -110,9 +112,16 @@ def select(
         return selection.equidistant_k(teacher, k)
     student = max_prob_student if entry.name == "max_prob" else entry.name
     probs, confidence = video.student_probs[student], video.confidence.get(student)
+    pick = slice(None) if video.candidates is None else np.flatnonzero(video.candidates)  # the clips it may rank
+    teacher, probs = teacher[pick], probs[pick]
+    confidence = None if confidence is None else confidence[pick]
     if k_student:
-        return selection.split_k(teacher, probs, confidence, k, k_student)
-    return selection.score_k(teacher, strategies.clip_scores(entry.name, probs, confidence), k)
+        chosen = selection.split_k(teacher, probs, confidence, k, k_student)
+    else:
+        chosen = selection.score_k(teacher, strategies.clip_scores(entry.name, probs, confidence), k)
+    if video.candidates is None:
+        return chosen
+    return selection.Selection(chosen.probs, pick[chosen.teacher_clips], pick[chosen.student_clips])
 
 
 def evaluate_strategy(
@@ -120,7 +129,8 @@ def evaluate_strategy(
     costs: ClipCosts | None = None, seeds: Sequence[int] = (0, 1, 2), max_prob_student: str | None = None,
 ) -> Result:
     """Video accuracy and labelling cost of one strategy at one K; ``random`` is the mean over ``seeds``. The
-    teacher-only strategies that seek are priced as seeking when ``costs`` has a seek cost."""
+    teacher-only strategies that seek are priced as seeking when ``costs`` has a seek cost; samplers on videos
+    with keyframe candidates as decoding those."""
     if not videos:
         raise ValueError("videos: nothing to evaluate (no videos with clip outputs)")
     seek = costs is not None and costs.seek_s is not None
@@ -131,7 +141,8 @@ def evaluate_strategy(
             chosen = select(video, strategy, k, k_student=k_student, seed=seed, max_prob_student=max_prob_student)
             correct += chosen.label == video.label
             if strategies.get(strategy).labels:
-                count = clip_counts(strategy, video.num_clips, chosen, seek=seek)
+                candidates = None if video.candidates is None else int(video.candidates.sum())
+                count = clip_counts(strategy, video.num_clips, chosen, seek=seek, candidates=candidates)
                 counts += (count.decoded, count.student, count.teacher, count.sought)
                 if costs is not None:
                     sampler = max_prob_student if strategy == "max_prob" else strategy
@@ -217,16 +228,20 @@ def clean_clips(starts: np.ndarray, ends: np.ndarray, truth_starts: np.ndarray, 
     return overlap.any(axis=1) & ~(overlap & truth_ambiguous[None, :].astype(bool)).any(axis=1)
 
 
-def group_videos(table: pa.Table, methods: Sequence[str], truth: pa.Table | None = None) -> list[VideoClips]:
+def group_videos(table: pa.Table, methods: Sequence[str], truth: pa.Table | None = None, *,
+                 reach: int | None = None) -> list[VideoClips]:
     """The per-clip table (``video_id, clip_index, label_index, start_s, end_s, teacher_probs`` and
     ``{method}_probs``/``{method}_confidence`` per student) as one :class:`VideoClips` per video, sorted by
-    video id. ``truth`` (``ground_truth.parquet``: ``video_id, start_s, end_s, ambiguous``) fills ``clean``."""
+    video id. ``truth`` (``ground_truth.parquet``: ``video_id, start_s, end_s, ambiguous``) fills ``clean``;
+    ``reach`` (frames) fills ``candidates`` from the table's ``keyframe_offset`` column
+    (:func:`raycondi.selection.keyframe_candidates`, the labelling job's rule)."""
     table = table.sort_by([("video_id", "ascending"), ("clip_index", "ascending")])
     ids = np.asarray(table["video_id"].to_pylist(), dtype=object)
     columns = {name: _matrix(table[name]) for name in ["teacher_probs"] + [f"{m}_probs" for m in methods]}
     columns.update({f"{m}_confidence": table[f"{m}_confidence"].to_numpy().astype(np.float64) for m in methods})
     labels = table["label_index"].to_numpy()
     starts, ends = table["start_s"].to_numpy(), table["end_s"].to_numpy()
+    offsets = table["keyframe_offset"].to_numpy() if reach is not None else None
     segments = {}
     if truth is not None:
         truth = truth.sort_by("video_id")
@@ -245,6 +260,7 @@ def group_videos(table: pa.Table, methods: Sequence[str], truth: pa.Table | None
             student_probs={m: columns[f"{m}_probs"][rows] for m in methods},
             confidence={m: columns[f"{m}_confidence"][rows] for m in methods},
             clean=clean_clips(starts[rows], ends[rows], *segments[video_id]) if video_id in segments else None,
+            candidates=None if offsets is None else selection.keyframe_candidates(offsets[rows], reach),
         ))
     return videos
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from raycondi import strategies
+from raycondi.strategies import KEYFRAME_CLIPS
 from raycondi.video.decode import DecodeLimits
 from raycondi.video.storage import StorageOptions
 
@@ -36,9 +37,11 @@ class LabelConfig:
         weighting: how the teacher's K_t predictions are averaged (``selection.aggregate``): plain ``mean``
             or weighted by the student's ``confidence`` z̃ (the strategies ranking by z̃).
         candidates: the clips a sampler scores: ``clips``, every clip (the paper's; the whole video is decoded),
-            or ``keyframes``, the clips that start at a keyframe (only those are decoded; far fewer on long-GOP
-            streams; ``prepare --candidates keyframes`` makes the shards ``evaluate`` needs to price and score
-            the same set). :mod:`raycondi.pipeline.plans`.
+            or ``keyframes``, the clips that start fewer than ``keyframe_clips`` clip spans after a keyframe
+            (only those are decoded: far fewer frames on long-GOP streams; ``evaluate --candidates keyframes``
+            scores the same set). :mod:`raycondi.pipeline.plans`.
+        keyframe_clips: with ``candidates="keyframes"``, how many clip spans after a keyframe a candidate may
+            start (about how many clips each keyframe contributes).
         seek: ``equidistant`` and ``random`` seek to their K clips instead of decoding every frame (the same
             clips, pixel for pixel); False decodes in full.
         seed: seeds ``random`` (per video, with its id, so a rerun picks the same clips).
@@ -68,6 +71,7 @@ class LabelConfig:
     strategy: str = "condi_sr"
     weighting: Literal["mean", "confidence"] = "mean"
     candidates: Literal["clips", "keyframes"] = "clips"
+    keyframe_clips: int = KEYFRAME_CLIPS
     seek: bool = True
     seed: int = 0
     split: str | None = None
@@ -117,7 +121,7 @@ class LabelConfig:
         if self.split not in (None, "train", "val", "test"):
             problems.append(f"split must be train, val or test, got {self.split!r}")
         for name in ("stride", "student_batch_size", "teacher_batch_size", "videos_per_teacher_call",
-                     "rows_per_file"):
+                     "rows_per_file", "keyframe_clips"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("student_actors", "teacher_actors"):

@@ -49,8 +49,10 @@ OUTPUT_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("selected_by", pa.list_(pa.string()), '"student" or "teacher": who labelled each selected clip'),
     ("teacher_clips", pa.int32(), "clips the teacher actually ran on for this video, counted in TeacherPredict: "
                                   "K_t = K - K_s, fewer when the video has fewer clips; 0 on error rows"),
-    ("clip_confidence", pa.list_(pa.float32()), "z~ of every clip in temporal order (the strategies that run the "
-                                                "student; empty otherwise)"),
+    ("clip_confidence", pa.list_(pa.float32()), "z~ of every clip the student scored, in temporal order (the "
+                                                "strategies that run the student; empty otherwise)"),
+    ("candidate_clips", pa.list_(pa.int32()), "with keyframe candidates: the indices of the clips the student "
+                                              "scored (clip_confidence's clips); null when it scored every clip"),
     ("student_model", pa.string(), "student checkpoint URI (the strategies that run the student; null otherwise)"),
     ("student_architecture", pa.string(), "student architecture name from its config.json"),
     ("teacher_model", pa.string(), "teacher checkpoint URI"),
@@ -60,7 +62,8 @@ OUTPUT_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
                                    "reference frames a seek decodes to reach a clip too; also on error rows)"),
     ("bytes_read", pa.int64(), "bytes fetched from storage for the video (also on error rows)"),
     ("decode_mode", pa.string(), "how the video was decoded: full (every frame), seek (only the chosen clips, "
-                                 "equidistant and random) or keyframes (only the keyframe candidates)"),
+                                 "equidistant and random) or keyframes (only the keyframe candidates, see "
+                                 "candidate_clips)"),
     ("decode_fallback", pa.string(), "why a seek or keyframes plan decoded the video in full instead (a variable "
                                      "frame rate, an unusable index); null when the plan ran"),
     ("student_s", pa.float64(), "seconds spent running the student on its clips"),

@@ -21,14 +21,17 @@ Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 class SelectedClips:
     """One video after selection.
 
-    ``starts``/``ends`` have one entry per clip (NaN for a clip a seeking decode never reached), as have
-    ``confidence`` (the student's z̃) and ``scores`` (what the strategy ranked clips by) when the student ran,
-    else they are empty; ``student_clips`` and ``teacher_clips`` are the chosen indices in rank order
-    (temporal order for the teacher-only strategies), ``student_probs`` ``(K_s, C)`` the student's
+    ``num_clips`` is the video's N grid clips. ``clips`` are the grid indices of the clips the decode produced,
+    increasing (all N in a stream; only the chosen ones when seeking; the keyframe candidates), with their
+    ``starts``/``ends`` and, when the student ran, ``confidence`` (z̃) and ``scores`` (what the strategy ranked
+    by) in the same order (empty otherwise). ``student_clips`` and ``teacher_clips`` are the chosen grid indices
+    in rank order (temporal order for the teacher-only strategies), ``student_probs`` ``(K_s, C)`` the student's
     probabilities on its clips, ``teacher_frames`` ``(K_t, T, H, W, 3)`` the teacher clips' pixels;
     ``duration_s`` the decoded video's duration, ``decode_s``/``student_s`` the time spent.
     """
 
+    num_clips: int
+    clips: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
     duration_s: float
@@ -41,23 +44,24 @@ class SelectedClips:
     decode_s: float
     student_s: float
 
-    @property
-    def num_clips(self) -> int:
-        return len(self.starts)
+    def positions(self, indices: np.ndarray) -> np.ndarray:
+        """Where the grid clips ``indices`` (all among ``clips``) stand in ``clips``."""
+        return np.searchsorted(self.clips, np.asarray(indices, dtype=np.int64))
 
     @property
     def teacher_confidence(self) -> np.ndarray | None:
         """z̃ of the teacher's clips, in their order (the weights of ``weighting="confidence"``); None
         when the student did not run."""
-        return self.confidence[self.teacher_clips] if self.confidence.size else None
+        return self.confidence[self.positions(self.teacher_clips)] if self.confidence.size else None
 
 
-def teacher_only(starts: np.ndarray, ends: np.ndarray, duration_s: float, teacher_clips: np.ndarray,
-                 teacher_frames: np.ndarray, decode_s: float) -> SelectedClips:
-    """The selection of a strategy that runs no student: no scores, no student clips."""
+def teacher_only(num_clips: int, clips: np.ndarray, starts: np.ndarray, ends: np.ndarray, duration_s: float,
+                 teacher_clips: np.ndarray, teacher_frames: np.ndarray) -> SelectedClips:
+    """The selection of a strategy that runs no student: no scores, no student clips (decode_s: 0, for the
+    caller to time)."""
     empty = np.empty(0, np.float32)
-    return SelectedClips(starts, ends, duration_s, empty, empty, np.empty(0, np.int64), np.empty((0, 0), np.float32),
-                         teacher_clips, teacher_frames, decode_s, 0.0)
+    return SelectedClips(num_clips, clips, starts, ends, duration_s, empty, empty, np.empty(0, np.int64),
+                         np.empty((0, 0), np.float32), teacher_clips, teacher_frames, 0.0, 0.0)
 
 
 def timed(clips: Iterable[Clip], clock: list[float]) -> Iterator[Clip]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 
@@ -52,5 +53,6 @@ def select_spooled(clips: Iterable[Clip], rule: str, k: int, rng: np.random.Gene
         for index in teacher_clips:
             spool.seek(int(index) * size)
             frames.append(np.frombuffer(spool.read(size), np.uint8).reshape(clip_shape))
-    return teacher_only(np.array(starts), np.array(ends), ends[-1] - starts[0], teacher_clips,
-                        stack_clips(frames, clip_shape), decode_clock[0])
+    chosen = teacher_only(n, np.arange(n, dtype=np.int64), np.array(starts), np.array(ends), ends[-1] - starts[0],
+                          teacher_clips, stack_clips(frames, clip_shape))
+    return replace(chosen, decode_s=decode_clock[0])

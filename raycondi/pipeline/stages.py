@@ -28,8 +28,8 @@ from raycondi import selection
 from raycondi.models.checkpoint import for_inference, load_checkpoint
 from raycondi.models.preprocess import model_input
 from raycondi.pipeline.config import LabelConfig
-from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from raycondi.pipeline.plans import choose_clips
+from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
 from raycondi.video.container import DecodeStats
 from raycondi.video.decode import ClipSpec, VideoDecodeError
 from raycondi.video.storage import StorageOptions
@@ -181,7 +181,8 @@ class ScoreAndSelect:
         try:
             chosen, mode, fallback = choose_clips(
                 video["uri"], config.strategy, config.k, config.k_student, spec=self.clip,
-                candidates=config.candidates, seek=config.seek, scorer=self._score if self.student else None,
+                candidates=config.candidates, reach=config.keyframe_clips * self.clip.clip_len * self.clip.stride,
+                seek=config.seek, scorer=self._score if self.student else None,
                 batch_size=config.student_batch_size, rng=selection.video_rng(config.seed, video["video_id"]),
                 skim_step=self.skim_step, limits=config.limits, storage=config.storage, stats=stats)
         except VideoDecodeError as error:
@@ -189,6 +190,7 @@ class ScoreAndSelect:
                    "frames_decoded": stats.frames, "bytes_read": stats.bytes_read}
             return Selection(row, np.empty((0, *self.clip.frame_shape), np.uint8), np.empty((0, 0), np.float32))
         order = np.concatenate([chosen.student_clips, chosen.teacher_clips])
+        at = chosen.positions(order)
         row = {
             **base,
             "status": STATUS_OK,
@@ -196,11 +198,12 @@ class ScoreAndSelect:
             "duration_s": chosen.duration_s,
             "k": chosen.num_clips if config.strategy == "dense" else config.k,
             "selected_clips": order.tolist(),
-            "selected_start_s": chosen.starts[order].tolist(),
-            "selected_end_s": chosen.ends[order].tolist(),
-            "selected_confidence": chosen.confidence[order].tolist() if chosen.confidence.size else None,
+            "selected_start_s": chosen.starts[at].tolist(),
+            "selected_end_s": chosen.ends[at].tolist(),
+            "selected_confidence": chosen.confidence[at].tolist() if chosen.confidence.size else None,
             "selected_by": ["student"] * len(chosen.student_clips) + ["teacher"] * len(chosen.teacher_clips),
             "clip_confidence": chosen.confidence.tolist(),
+            "candidate_clips": chosen.clips.tolist() if mode == "keyframes" else None,
             "decode_s": chosen.decode_s,
             "student_s": chosen.student_s,
             "frames_decoded": stats.frames,

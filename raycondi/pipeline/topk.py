@@ -1,7 +1,7 @@
 """Streaming top-K selection for the samplers (ConDi-SR and the other strategies ranking clips by a student's
 score): every clip is scored, only the K best clips' pixels are kept. Memory O(K), not O(N).
 
-Clips arrive in index order and are scored in mini-batches. A min-heap keyed ``(score, -index)`` -- the
+Clips arrive in index order and are scored in mini-batches. A min-heap keyed ``(score, -position)`` -- the
 ranking of :mod:`raycondi.selection`: higher score first, lower index on ties -- keeps the K best so far
 (the root is the worst kept clip); per-clip outputs are small and kept for every clip. When the video ends,
 :func:`raycondi.selection.split_indices`, the evaluation's own rule, picks the K_s student clips (lowest
@@ -34,7 +34,8 @@ ClipScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class _TopK:
-    """The K best clips so far by ``(score, -index)``, and every clip's student outputs."""
+    """The K best clips so far by ``(score, -position)`` (positions in arrival order, which is index order),
+    and every clip's student outputs."""
 
     def __init__(self, k: int, scorer: Scorer, score: ClipScore, decode_clock: list[float]) -> None:
         self.k, self.scorer, self.score, self.decode_clock = k, scorer, score, decode_clock
@@ -44,8 +45,8 @@ class _TopK:
         self.scores: list[np.ndarray] = []
         self.student_s = 0.0
 
-    def add(self, batch: list[Clip]) -> None:
-        """Score ``batch`` with the student and keep its clips that rank among the K best."""
+    def add(self, batch: list[Clip], first: int) -> None:
+        """Score ``batch`` (its clips at positions ``first, first + 1, ...``) and keep those among the K best."""
         started = time.perf_counter()
         probs, confidence = self.scorer(np.stack([c.frames for c in batch]))
         self.student_s += time.perf_counter() - started
@@ -54,8 +55,8 @@ class _TopK:
         self.probs.append(probs)
         self.confidence.append(confidence)
         self.scores.append(scores)
-        for clip, value in zip(batch, scores, strict=True):
-            key = (float(value), -clip.index)  # indices are unique: frames are never compared
+        for position, (clip, value) in enumerate(zip(batch, scores, strict=True), first):
+            key = (float(value), -position)  # positions are unique: frames are never compared
             if len(self.heap) < self.k or key > self.heap[0][:2]:
                 started = time.perf_counter()
                 item = (*key, clip.full())  # a skim clip's other frames are converted only now
@@ -63,40 +64,44 @@ class _TopK:
                 (heapq.heappush if len(self.heap) < self.k else heapq.heapreplace)(self.heap, item)
 
     def kept(self) -> dict[int, np.ndarray]:
-        """The kept clips' whole frames by clip index."""
-        return {-negative_index: frames for _, negative_index, frames in self.heap}
+        """The kept clips' whole frames by position."""
+        return {-negative_position: frames for _, negative_position, frames in self.heap}
 
 
 def select_top_k(
     clips: Iterable[Clip], k: int, k_student: int, *, scorer: Scorer, score: ClipScore, batch_size: int,
 ) -> SelectedClips:
-    """Score every clip of one video (in index order) and keep the clips of the module docstring's rule.
+    """Score every clip of ``clips`` (a video's clips or candidates, in index order) and keep the clips of the
+    module docstring's rule. The selection's ``num_clips`` is the clips scored; ``duration_s`` from the first
+    start to the last end (a caller that scored candidates only sets both from the video).
 
     Raises whatever iterating ``clips`` raises (``VideoDecodeError``) and ``ValueError`` for no clips.
     """
     decode_clock = [0.0]
     best = _TopK(k, scorer, score, decode_clock)
+    indices: list[int] = []
     starts: list[float] = []
     ends: list[float] = []
     pending: list[Clip] = []
     pending_bytes, clip_shape = 0, ()
     for clip in timed(clips, decode_clock):
+        indices.append(clip.index)
         starts.append(clip.start_s)
         ends.append(clip.end_s)
         clip_shape = clip.full_shape
         pending.append(clip)
         pending_bytes += clip.held_bytes
         if len(pending) == batch_size or pending_bytes >= PENDING_BYTES:
-            best.add(pending)
+            best.add(pending, len(indices) - len(pending))
             pending, pending_bytes = [], 0
     if pending:
-        best.add(pending)
+        best.add(pending, len(indices) - len(pending))
     if not starts:
         raise ValueError("clips: the video has no clips")
     probs, confidence, scores = (np.concatenate(part) for part in (best.probs, best.confidence, best.scores))
-    student_clips, teacher_clips = selection.split_indices(selection.predictive_entropy(probs), scores, k,
-                                                           k_student)
+    student, teacher = selection.split_indices(selection.predictive_entropy(probs), scores, k, k_student)
     kept = best.kept()
-    frames = stack_clips([kept[int(i)] for i in teacher_clips], clip_shape)
-    return SelectedClips(np.array(starts), np.array(ends), ends[-1] - starts[0], confidence, scores, student_clips,
-                         probs[student_clips], teacher_clips, frames, decode_clock[0], best.student_s)
+    frames = stack_clips([kept[int(i)] for i in teacher], clip_shape)
+    grid = np.asarray(indices, dtype=np.int64)
+    return SelectedClips(len(indices), grid, np.array(starts), np.array(ends), ends[-1] - starts[0], confidence,
+                         scores, grid[student], probs[student], grid[teacher], frames, decode_clock[0], best.student_s)

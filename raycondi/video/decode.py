@@ -63,7 +63,6 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from raycondi.strategies import CANDIDATES
 from raycondi.video.container import (
     DecodeLimits,
     DecodeStats,
@@ -108,19 +107,14 @@ def check_size(size: object, name: str = "size") -> Size:
 @dataclass(frozen=True)
 class ClipSpec:
     """How videos are cut: ``clip_len`` sampled frames per clip, every ``stride``-th frame, resized by ``size``
-    (a short side ``S`` with the centre ``S x S`` kept, or a fixed ``(H, W)``; see the module docstring);
-    ``candidates``: every clip of the grid (``clips``) or the clips starting at a keyframe (``keyframes``,
-    :mod:`raycondi.video.seek`)."""
+    (a short side ``S`` with the centre ``S x S`` kept, or a fixed ``(H, W)``; see the module docstring)."""
 
     clip_len: int = 16
     size: Size = 112
     stride: int = 1
-    candidates: str = "clips"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", check_size(self.size))
-        if self.candidates not in CANDIDATES:
-            raise ValueError(f"candidates must be one of {', '.join(CANDIDATES)}, got {self.candidates!r}")
         for name in ("clip_len", "stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

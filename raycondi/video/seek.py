@@ -4,38 +4,43 @@ full decode (:func:`raycondi.video.decode.iter_clips`) would, pixel for pixel, w
 **The frame grid.** A full decode numbers frames 0, 1, 2, ... in presentation order and cuts clip ``i`` from
 frames ``i * clip_len * stride`` on. Seeking needs the same numbers without decoding everything before, so it
 maps a frame's pts to its number on the stream's constant-frame-rate grid, ``n = round((pts - pts_0) * time_base
-* rate)``; :class:`FrameGrid` holds the first frame (decoded once, as a full decode's clock starts at it) and the
-last one, found by demuxing, not decoding, from the last keyframe to the end. Every frame a seek decodes is
-checked against the grid: a pts off the grid (a variable frame rate), a gap in the numbers, a seek that lands
-after its target, or a stream that states no rate or duration raises :class:`NoSeek`, and the caller decodes the
-whole video instead (and says why in ``decode_fallback``).
+* rate)``. The whole file is demuxed once (its packets read, none decoded): the packets give the last frame and
+the keyframes' numbers, and their count must be the frames the timestamps span; :class:`FrameGrid` holds that
+and the first frame, decoded once, as a full decode's clock starts at it. Every frame a seek decodes is checked
+against the grid too: a variable frame rate (a pts off the grid, or an average rate that is not the base rate),
+a gap in the numbers, a seek that lands after its target, or a stream that states no rate raises
+:class:`NoSeek`, and the caller decodes the whole video instead (and says why in ``decode_fallback``).
 
-**Seeking.** For clip ``i`` the demuxer seeks to the keyframe at or before its first frame; the packets shown
-before that frame are decoded with ``skip_frame=NONREF`` (:func:`~raycondi.video.container.packets_to_frames`):
-the reference frames the clip's frames depend on are decoded, the rest skipped. A clip close after the previous
-one is reached by decoding on instead of seeking. Clips are decoded in index order; each one continues to the
-first frame of the next clip, whose time is its ``end_s`` (the last clip ends where the video ends).
+**Seeking.** For clip ``i`` the decoder needs the keyframe at or before the clip's first frame: when it has
+already decoded past that keyframe it decodes on, else the demuxer seeks there. The packets shown before the
+clip's first frame are decoded with ``skip_frame=NONREF`` (:func:`~raycondi.video.container.packets_to_frames`):
+the reference frames the clip depends on are decoded, the rest skipped (decoders that ignore the flag, as
+FFmpeg's VP9, decode them all). Clips are decoded in index order; each one continues to the first frame of the
+next clip, whose time is its ``end_s`` (the last clip ends where the video ends).
 
-**Keyframe candidates** (:meth:`SeekingDecoder.keyframe_clips`, ``candidates="keyframes"``): clips that start at a
-keyframe, so reaching one costs nothing but its own frames. The keyframes are found by demuxing the whole file
-(reading it, decoding none of it); going through them in time order, a keyframe starts a candidate when it is at
-least a clip's span after the previous candidate's start, so no frame is decoded twice. A long-GOP stream has few
-candidates (a 60 s x264 stream with keyint 250 has 6); a stream with a keyframe every clip has nearly one per
-clip. Candidates are numbered 0, 1, ... in time order.
+**Keyframe candidates** (:meth:`SeekingDecoder.candidate_clips`, ``candidates="keyframes"``): the grid clips a
+decoder reaches cheaply, those that start fewer than ``reach`` frames after a keyframe
+(:func:`raycondi.selection.keyframe_candidates` on :meth:`SeekingDecoder.keyframe_offsets`). From each keyframe
+the decoder decodes on through its candidates and skips to the next keyframe that has any: on a long-GOP stream
+(a 60 s x264 stream with keyint 250 has 6 keyframes) a small share of the frames; on a stream with a keyframe
+every clip, nearly all of them.
 
-What seeking does not check: the parts of the file it skips. Corruption there goes unnoticed (the full decode
+What seeking does not check: the frames it does not decode. Corruption there goes unnoticed (the full decode
 would have failed the video); truncation is caught, because the grid's last frame must reach the declared
-duration.
+duration. Seeking reads the whole file (the demux) and decodes little of it: it saves decoding, not bytes.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+import numpy as np
 
+from raycondi.selection import keyframe_candidates
 from raycondi.video.container import (
     DecodeLimits,
     DecodeStats,
@@ -46,7 +51,7 @@ from raycondi.video.container import (
 from raycondi.video.decode import Clip, ClipBuilder, ClipSpec, ResizeRGB, check_complete, count_clips
 from raycondi.video.storage import StorageOptions
 
-__all__ = ["FrameGrid", "NoSeek", "SeekingDecoder", "keyframe_starts"]
+__all__ = ["FrameGrid", "NoSeek", "SeekingDecoder", "keyframe_offsets"]
 
 _GRID_TOLERANCE = 0.25  # of a frame: a pts further than this from the grid means a variable frame rate
 _RESEEKS = 3  # seeks that may land after their target before the index is declared unusable
@@ -91,23 +96,6 @@ def _first_frame(uri: str, container, stream, stats: DecodeStats | None) -> av.V
     return first
 
 
-def _packets(container, stream) -> list[tuple[int | None, int, bool]]:
-    """``(pts, duration, is_keyframe)`` of the packets from the demuxer's position to the end (not decoded)."""
-    return [(p.pts, p.duration, p.is_keyframe) for p in container.demux(stream) if p.size]
-
-
-def _tail_packets(container, stream) -> list[tuple[int | None, int, bool]]:
-    """:func:`_packets` from the last keyframe on."""
-    time_base = stream.time_base
-    end_pts = (stream.start_time or 0) + (stream.duration or 0)
-    if not stream.duration and container.duration:
-        end_pts = int(container.duration / av.time_base / time_base)
-    if not end_pts:
-        raise NoSeek("the stream states no duration")
-    container.seek(end_pts, backward=True, any_frame=False, stream=stream)
-    return _packets(container, stream)
-
-
 class _Cursor:
     """Where the decoder is: the frames since the last seek, and the number of the last one it gave.
 
@@ -124,11 +112,11 @@ class _Cursor:
     def _skip(self, pts: int | None) -> bool:
         return pts is not None and pts < self.grid.threshold(self.target)
 
-    def go_to(self, n: int, near: int) -> None:
-        """Make frame ``n`` the next one wanted: decode on to it when it is at most ``near`` frames after the
-        next frame, else seek to the keyframe before it."""
+    def go_to(self, n: int, keyframe: int) -> None:
+        """Make frame ``n`` the next one wanted, ``keyframe`` being the last keyframe at or before it: decode on
+        when the decoder is past that keyframe and before ``n``, else seek to it."""
         self.target = n
-        if self.frames is not None and self.position < n <= self.position + 1 + near:
+        if self.frames is not None and keyframe <= self.position + 1 and self.position < n:
             return
         offset = round(self.grid.first_pts + n * self.grid.step)
         for _ in range(_RESEEKS):
@@ -163,21 +151,21 @@ class _Cursor:
 class SeekingDecoder:
     """Decode chosen clips of one video by seeking (module docstring); a context manager around the open file.
 
-    ``num_clips`` is N, as the full decode counts it; :meth:`clips` yields grid clips of given indices and
-    :meth:`keyframe_clips` the keyframe candidates, each in time order. ``stats`` counts the frames decoded
+    ``num_clips`` is N, as the full decode counts it, ``keyframes`` the keyframes' frame numbers;
+    :meth:`clips` yields grid clips of given indices and :meth:`keyframe_clips` the keyframe candidates, each in
+    time order. ``stats`` counts the frames decoded
     (references decoded to reach a clip included) and the bytes read. Raises :class:`NoSeek` where seeking
     cannot reproduce the full decode, :class:`~raycondi.video.container.VideoDecodeError` for a video that
     cannot be decoded at all.
     """
 
     def __init__(self, uri: str, spec: ClipSpec, *, skim_step: int = 1, limits: DecodeLimits | None = None,
-                 storage: StorageOptions | None = None, stats: DecodeStats | None = None,
-                 keyframes: bool = False) -> None:
+                 storage: StorageOptions | None = None, stats: DecodeStats | None = None) -> None:
         self.uri, self.spec, self.skim_step, self.limits = uri, spec, skim_step, limits or DecodeLimits()
         self._opened = open_video(uri, self.limits, storage, stats)
         self.container, self.stream = self._opened.__enter__()
         try:
-            self.grid, self.keyframes = self._grid(stats, keyframes)
+            self.grid, self.keyframes = self._grid(stats)
             check_limits(uri, self.limits, self.stream.width, self.stream.height, self.grid.end_s, self.grid.frames)
             check_complete(uri, self.container, self.stream, self.grid.end_s)
         except BaseException:
@@ -186,14 +174,8 @@ class SeekingDecoder:
         self.convert = ResizeRGB(spec.size, self.stream.sample_aspect_ratio)
         self.cursor = _Cursor(uri, self.container, self.stream, self.grid, stats)
 
-    def _grid(self, stats: DecodeStats | None, keyframes: bool) -> tuple[FrameGrid, list[int]]:
-        """The grid, and with ``keyframes`` the keyframes' numbers.
-
-        A stream whose header lists its frame count (MP4, MOV, AVI) is read from its last keyframe on; any
-        other, and any stream whose keyframes are wanted, is demuxed whole (read, not decoded). The frames the
-        timestamps span must be the frames listed: a gap in the timestamps would number frames otherwise
-        than a full decode, which counts them.
-        """
+    def _grid(self, stats: DecodeStats | None) -> tuple[FrameGrid, list[int]]:
+        """The grid and the keyframes' numbers, from the packets of the whole file (module docstring)."""
         container, stream = self.container, self.stream
         rate, time_base = stream.guessed_rate, stream.time_base
         if not rate or not time_base:
@@ -201,24 +183,22 @@ class SeekingDecoder:
         if stream.average_rate and stream.average_rate != rate:
             raise NoSeek(f"variable frame rate (average {stream.average_rate} fps, base {rate} fps)")
         step = 1 / (Fraction(rate) * Fraction(time_base))
-        whole = keyframes or not stream.frames
-        if whole:
-            packets = _packets(container, stream)
-            container.seek(0, backward=True, any_frame=False, stream=stream)
-        first = _first_frame(self.uri, container, stream, stats)
-        if not whole:
-            packets = _tail_packets(container, stream)
+        packets = [(p.pts, p.duration, p.is_keyframe) for p in container.demux(stream) if p.size]
         if not packets or any(pts is None for pts, _, _ in packets):
             raise NoSeek("a packet has no timestamp")
+        container.seek(0, backward=True, any_frame=False, stream=stream)
+        first = _first_frame(self.uri, container, stream, stats)
         numbered = FrameGrid(first.pts, first.time or 0.0, step, 0, 0.0)
         last_pts, last_duration, _ = max(packets)
         duration = float(last_duration * time_base) if last_duration else float(step * time_base)
         grid = FrameGrid(first.pts, numbered.first_time, step, numbered.number(last_pts) + 1,
                          float(last_pts * time_base) - numbered.first_time + duration)
-        listed = len(packets) if whole else stream.frames
-        if listed != grid.frames:
-            raise NoSeek(f"the timestamps span {grid.frames} frames, the stream has {listed}")
-        return grid, sorted(grid.number(pts) for pts, _, key in packets if key) if keyframes else []
+        if len(packets) != grid.frames:
+            raise NoSeek(f"the timestamps span {grid.frames} frames, the stream has {len(packets)}")
+        keyframes = sorted(grid.number(pts) for pts, _, key in packets if key)
+        if not keyframes or keyframes[0] != 0:
+            raise NoSeek("the stream does not start with a keyframe")
+        return grid, keyframes
 
     def __enter__(self) -> SeekingDecoder:
         return self
@@ -233,13 +213,12 @@ class SeekingDecoder:
     def num_clips(self) -> int:
         return count_clips(-(-self.grid.frames // self.spec.stride), self.spec.clip_len)
 
-    def clip_at(self, index: int, first: int, near: int = 0) -> Clip:
+    def clip_at(self, index: int, first: int) -> Clip:
         """The clip numbered ``index`` whose first frame is frame ``first``: ``clip_len`` frames every
-        ``stride``-th (looped when the video ends first), ending where the frame after its span starts.
-        Reached by decoding on when it starts at most ``near`` frames after the decoder's position."""
+        ``stride``-th (looped when the video ends first), ending where the frame after its span starts."""
         spec, grid = self.spec, self.grid
         span = spec.clip_len * spec.stride
-        self.cursor.go_to(first, near)
+        self.cursor.go_to(first, self.keyframes[bisect.bisect_right(self.keyframes, first) - 1])
         builder, start, end = ClipBuilder(spec, self.skim_step, self.convert), None, grid.end_s
         while (item := self.cursor.next()) is not None:
             number, frame = item
@@ -268,20 +247,27 @@ class SeekingDecoder:
         for index in sorted({int(i) for i in indices}):
             if not 0 <= index < self.num_clips:
                 raise ValueError(f"clip index {index} outside [0, {self.num_clips})")
-            yield self.clip_at(index, index * span, near=span)  # a clip's span on: cheaper than a seek
+            yield self.clip_at(index, index * span)
 
-    def keyframe_clips(self) -> Iterator[Clip]:
-        """The keyframe candidates (module docstring), numbered in time order; needs ``keyframes=True``."""
-        starts = keyframe_starts(self.keyframes, self.spec.clip_len * self.spec.stride, self.grid.frames)
-        for index, first in enumerate(starts):
-            yield self.clip_at(index, first)  # a keyframe: seeking there costs nothing but the seek
+    def keyframe_offsets(self) -> np.ndarray:
+        """Per grid clip, the frames from the keyframe at or before its first frame to it, ``(N,)`` int64."""
+        span = self.spec.clip_len * self.spec.stride
+        firsts = np.arange(self.num_clips, dtype=np.int64) * span
+        keyframes = np.asarray(self.keyframes, dtype=np.int64)
+        return firsts - keyframes[np.searchsorted(keyframes, firsts, side="right") - 1]
+
+    def candidate_clips(self, reach: int) -> Iterator[Clip]:
+        """The grid clips that start fewer than ``reach`` frames after a keyframe (module docstring), in order."""
+        yield from self.clips(np.flatnonzero(keyframe_candidates(self.keyframe_offsets(), reach)))
 
 
-def keyframe_starts(keyframes: Sequence[int], span: int, frames: int) -> list[int]:
-    """The candidates' first frames: keyframes in time order, each at least ``span`` frames after the
-    previous candidate's, all before frame ``frames``. ``[0, 12, 24, 36]`` with span 16 gives ``[0, 24]``."""
-    starts: list[int] = []
-    for keyframe in sorted(keyframes):
-        if keyframe < frames and (not starts or keyframe >= starts[-1] + span):
-            starts.append(keyframe)
-    return starts
+def keyframe_offsets(uri: str, spec: ClipSpec, *, limits: DecodeLimits | None = None,
+                     storage: StorageOptions | None = None) -> np.ndarray | None:
+    """:meth:`SeekingDecoder.keyframe_offsets` of ``uri`` (reading its packets, decoding one frame); None when the
+    video cannot be sought (the labelling job decodes such a video in full: every clip is a candidate).
+    ``prepare`` stores them with the clips, for ``evaluate --candidates keyframes``."""
+    try:
+        with SeekingDecoder(uri, spec, limits=limits, storage=storage) as video:
+            return video.keyframe_offsets()
+    except NoSeek:
+        return None
