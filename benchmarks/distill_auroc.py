@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 import ray
-
 from _results import provenance, write
+
 from raycondi.datasets.shards import prepare
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.models import load_checkpoint

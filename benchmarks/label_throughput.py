@@ -46,43 +46,16 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import ray
 import torch
+from _archive import add_archive_options, make_archive, random_checkpoints
 from _results import provenance, write
 
 from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.shards import prepare
-from raycondi.datasets.synthetic import SynthConfig, class_names, generate_dataset
 from raycondi.evaluation import EvaluateConfig, evaluate
-from raycondi.models import CheckpointConfig, build_model, build_student, read_checkpoint_config, save_checkpoint
+from raycondi.models import read_checkpoint_config
 from raycondi.pipeline import LabelConfig, label_videos
 from raycondi.strategies import CANDIDATES, KEYFRAME_CLIPS
 from raycondi.video.decode import ClipSpec
-
-
-def make_archive(args: argparse.Namespace, workdir: Path) -> Path:
-    gop = f"_keyint{args.keyint}" if args.keyint else ""
-    seed = f"_seed{args.seed}" if args.seed else ""
-    videos = workdir / f"videos_{args.videos}x{args.seconds:g}s_{args.width}x{args.height}_{args.classes}c{gop}{seed}"
-    if not (videos / "classInd.txt").exists():
-        generate_dataset(str(videos), SynthConfig(
-            videos=args.videos, seed=args.seed, classes=args.classes, width=args.width, height=args.height,
-            clip_len=args.clip_len, min_seconds=args.seconds, max_seconds=args.seconds, keyint=args.keyint))
-    return videos
-
-
-def random_checkpoints(args: argparse.Namespace, workdir: Path) -> tuple[str, str, str | None]:
-    names = class_names(SynthConfig(classes=args.classes))
-    common = dict(num_classes=args.classes, class_names=names, clip_len=args.clip_len, crop_size=args.size)
-    teacher_kwargs = {"depth": 101} if args.teacher_arch == "resnext3d" else {}
-    save_checkpoint(build_model(args.teacher_arch, args.classes, **teacher_kwargs), str(workdir / "teacher"),
-                    CheckpointConfig(args.teacher_arch, model_kwargs=teacher_kwargs, **common))
-    student_kwargs = {"width": args.student_width}
-    students = {"student": 1, "student_skim": args.skim_step} if args.skim_step > 1 else {"student": 1}
-    for name, frame_step in students.items():
-        save_checkpoint(build_student(args.student_arch, args.classes, **student_kwargs), str(workdir / name),
-                        CheckpointConfig(args.student_arch, student=True, model_kwargs=student_kwargs,
-                                         frame_step=frame_step, **common))
-    skim = str(workdir / "student_skim") if args.skim_step > 1 else None
-    return str(workdir / "teacher"), str(workdir / "student"), skim
 
 
 def evaluated_accuracy(args, videos: Path, teacher: str, student: str, workdir: Path,
@@ -155,13 +128,7 @@ def with_ratios(rows: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--width", type=int, default=320)
-    parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--clip-len", type=int, default=16)
-    parser.add_argument("--size", type=int, default=112)
+    add_archive_options(parser, videos=16)
     parser.add_argument("--stride", type=int, default=1)
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: random weights)")
@@ -171,18 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="ConDi-SR runs with each candidate set (default: clips, every clip)")
     parser.add_argument("--keyframe-clips", type=int, default=KEYFRAME_CLIPS,
                         help=f"keyframe candidates' reach in clip spans (default {KEYFRAME_CLIPS})")
-    parser.add_argument("--seed", type=int, default=0, help="the archive's seed (default 0)")
-    parser.add_argument("--keyint", type=int, default=None,
-                        help="the archive's videos have a keyframe exactly every N frames (default: every 2 s "
-                             "and at every clip)")
     parser.add_argument("--evaluate", action="store_true",
                         help="also run `raycondi evaluate` on the archive's test split and report its accuracy "
                              "beside the labels' (the student as condi_sr)")
-    parser.add_argument("--skim-step", type=int, default=0,
-                        help="with random weights: also a skimming student that sees every S-th frame")
-    parser.add_argument("--teacher-arch", default="resnext3d")
-    parser.add_argument("--student-arch", default="shufflenetv2_3d")
-    parser.add_argument("--student-width", type=float, default=2.0)
     parser.add_argument("--student-gpus", type=float, default=0.0, help="GPUs per ScoreAndSelect actor")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument("--workdir", default="/tmp/raycondi-label-throughput")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from raycondi.pipeline.config import DECODERS, STAGES
 from raycondi.strategies import ALIASES, CANDIDATES, KEYFRAME_CLIPS, LABEL_STRATEGIES, METHODS
 
 
@@ -63,7 +64,7 @@ def _label(args: argparse.Namespace) -> int:
             teacher_batch_size=args.teacher_batch_size, rows_per_file=args.rows_per_file,
             stages=args.stages, student_actors=args.student_actors, teacher_actors=args.teacher_actors,
             student_gpus=args.student_gpus, teacher_gpus=args.teacher_gpus, cpus_per_actor=args.cpus_per_actor,
-            storage=_storage(args),
+            inference=args.inference, decoder=args.decoder, storage=_storage(args),
         )
         summary = label_videos(config)
     except (LabelError, ValueError) as error:
@@ -347,15 +348,25 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--student-batch-size", type=int, default=16, help="clips per student forward pass")
     lab.add_argument("--teacher-batch-size", type=int, default=32, help="clips per teacher forward pass")
     lab.add_argument("--rows-per-file", type=int, default=256, help="videos per output Parquet file")
-    lab.add_argument("--stages", choices=("auto", "split", "fused"), default="auto",
-                     help="run the student and the teacher in separate actor pools (split) or in one actor "
-                          "(fused); auto fuses them when no stage has a GPU")
+    lab.add_argument("--stages", choices=STAGES, default="auto",
+                     help="run the student and the teacher in separate actor pools (split), in one CPU actor "
+                          "(fused), or decode on CPU actors and run both models in one actor per GPU (gpu, the "
+                          "samplers); auto: fused without GPUs, else gpu for the samplers and split otherwise")
+    lab.add_argument("--inference", default="auto",
+                     help="how each model runs: auto (measure fp32/bf16 and channels_last_3d on the GPU, keep the "
+                          "fastest), auto-compile (also torch.compile and CUDA graphs), fp32 (the reference), or "
+                          "a setting such as bf16+channels_last_3d+cuda_graphs")
+    lab.add_argument("--decoder", choices=DECODERS, default="pyav",
+                     help="pyav (CPU) or nvdec (the GPU's video decoder, PyNvVideoCodec, in the gpu stages; "
+                          "PyAV where it is missing, said once); auto: nvdec on clusters with GPUs")
     lab.add_argument("--student-actors", type=int, default=None,
-                     help="ScoreAndSelect (or fused) actors (default: from the cluster's CPUs)")
-    lab.add_argument("--teacher-actors", type=int, default=None, help="TeacherPredict actors (default: one per GPU)")
+                     help="ScoreAndSelect, DecodeClips or fused actors (default: from the cluster's CPUs)")
+    lab.add_argument("--teacher-actors", type=int, default=None,
+                     help="TeacherPredict or GPUScoreSelectPredict actors (default: one per GPU)")
     lab.add_argument("--student-gpus", type=float, default=0.0, help="GPUs per ScoreAndSelect actor (default 0)")
     lab.add_argument("--teacher-gpus", type=float, default=None,
-                     help="GPUs per TeacherPredict actor (default 1 when the cluster has GPUs, else 0)")
+                     help="GPUs per TeacherPredict or GPUScoreSelectPredict actor (default 1 when the cluster has "
+                          "GPUs, 0.5 with nvdec, else 0)")
     lab.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and torch threads) per actor")
     _add_storage_options(lab)
     lab.set_defaults(run=_label)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,29 @@ def test_label_throughput_smoke(tmp_path, benchmarks, ray_runtime):
     for r in rows.values():
         assert r["busy_share"] == pytest.approx((r["student_s"] + r["teacher_s"]) / (r["seconds"] * 2), abs=2e-3)
     assert 0 < rows["condi_sr", 1]["busy_share"] < 1
+
+
+def test_the_gpu_harness_and_the_stages_it_runs_import_without_ray():
+    """The GPU machine has no Ray: the harness, the stages and the driver's checks must not need it."""
+    code = ("import sys; sys.modules['ray'] = None; sys.path.insert(0, 'benchmarks'); import gpu_harness; "
+            "from raycondi.pipeline import check_models, list_videos; import raycondi.pipeline.gpu; "
+            "import raycondi.video.nvdec; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS.parent, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_harness_smoke(tmp_path, benchmarks):
+    out = tmp_path / "harness.json"
+    record = benchmarks("gpu_harness").main([
+        "--videos", "4", "--seconds", "4", "--width", "64", "--height", "48", "--size", "32", "--clip-len", "4",
+        "--classes", "3", "--teacher-arch", "shufflenetv2_3d", "--student-width", "0.25", "--workers", "2",
+        "--workdir", str(tmp_path), "--out", str(out)])
+    assert json.loads(out.read_text()) == record and record["device"].startswith("CPU")
+    rows = {(r["strategy"], r["candidates"]): r for r in record["rows"]}
+    assert set(rows) == {("dense", "clips"), ("condi_sr", "clips"), ("condi_sr", "keyframes")}
+    for row in rows.values():
+        assert row["videos"] == 4 and row["videos_per_s"] > 0 and row["decode_bound_videos_per_s"] > 0
+        assert 0 < row["gpu_stage_share"] < 1 and row["nvml_busy"] is None  # no GPU: no NVML samples
+        assert row["of_decode_bound"] == pytest.approx(row["videos_per_s"] / row["decode_bound_videos_per_s"])
+    assert rows["dense", "clips"]["vs_dense"] == 1.0

@@ -19,10 +19,8 @@ import torch
 
 from raycondi import selection
 from raycondi.cli import main
-from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.models import (
     CheckpointConfig,
-    build_model,
     build_student,
     for_inference,
     load_checkpoint,
@@ -48,10 +46,8 @@ from raycondi.pipeline.plan import plan_pools
 from raycondi.pipeline.stages import ScoreSelectPredict
 from raycondi.video.decode import Clip, iter_clips
 from raycondi.video.storage import list_files, read_bytes, resolve
+from tests.checkpoints import CLASSES, CLIP_LEN, CROP, save_models, synth
 from tests.videos import gradient_frames, level_frames, level_index, write_audio_only, write_video
-
-CLASSES = ("MoveLeft", "MoveRight", "RotateCW")
-CLIP_LEN, CROP = 4, 32
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,28 +73,6 @@ def fake_scorer(confidence: list[float], classes: int = 3):
         return probs / probs.sum(1, keepdims=True), np.asarray(confidence, np.float32)[index]
 
     return score
-
-
-def save_models(root: str, frame_step: int = 1, teacher_frame_step: int = 1) -> tuple[str, str]:
-    """Tiny random-init teacher and student checkpoints under ``root`` (local or s3://); the student sees
-    every ``frame_step``-th frame, the teacher every ``teacher_frame_step``-th."""
-    torch.manual_seed(0)
-    common = dict(num_classes=len(CLASSES), class_names=CLASSES, clip_len=CLIP_LEN, crop_size=CROP)
-    teacher = build_model("shufflenetv2_3d", len(CLASSES), width=0.5)
-    save_checkpoint(teacher, f"{root}/teacher", CheckpointConfig("shufflenetv2_3d", model_kwargs={"width": 0.5},
-                                                                 frame_step=teacher_frame_step, **common))
-    student = build_student("shufflenetv2_3d", len(CLASSES), width=0.25)
-    torch.nn.init.normal_(student.confidence_head.weight, 0, 2.0)  # spread z~ so the ranking is not a tie
-    config = CheckpointConfig("shufflenetv2_3d", student=True, model_kwargs={"width": 0.25},
-                              frame_step=frame_step, **common)
-    save_checkpoint(student, f"{root}/student", config)
-    return f"{root}/teacher", f"{root}/student"
-
-
-def synth(out: str, videos: int, **overrides) -> None:
-    config = dict(videos=videos, seed=3, classes=3, fps=10, width=64, height=48, clip_len=CLIP_LEN, min_seconds=0.8,
-                  max_seconds=2.4)
-    generate_dataset(out, SynthConfig(**{**config, **overrides}), workers=1)
 
 
 def read_output(output: str) -> pa.Table:
@@ -317,6 +291,14 @@ def test_label_config_rejects_bad_settings():
         LabelConfig("in", "out", "t", "s", stages="pipelined")
     with pytest.raises(ValueError, match="stages='fused' runs both models on CPU"):
         LabelConfig("in", "out", "t", "s", stages="fused", teacher_gpus=1.0)
+    with pytest.raises(ValueError, match="stages='gpu' runs a sampler's student .* 'dense' runs no student"):
+        LabelConfig("in", "out", "t", stages="gpu", strategy="dense")
+    with pytest.raises(ValueError, match="student_gpus is for stages='split'"):
+        LabelConfig("in", "out", "t", "s", stages="gpu", student_gpus=0.5)
+    with pytest.raises(ValueError, match="inference: inference setting 'fp16': expected fp32 or bf16 first"):
+        LabelConfig("in", "out", "t", "s", inference="fp16")
+    with pytest.raises(ValueError, match="decoder must be one of pyav, nvdec, auto"):
+        LabelConfig("in", "out", "t", "s", decoder="cuvid")
 
 
 CPU_NODE, GPU_NODE = {"CPU": 16.0, "memory": 6.4e10}, {"CPU": 8.0, "GPU": 2.0}
@@ -324,26 +306,40 @@ CPU_NODE, GPU_NODE = {"CPU": 16.0, "memory": 6.4e10}, {"CPU": 8.0, "GPU": 2.0}
 
 @pytest.mark.parametrize("nodes, options, videos, expected", [
     # no GPU anywhere: both stages fused, one actor per CPU, never more actors than videos
-    ([{"CPU": 2.0}], {}, 30, (True, 2, 0, 0.0)),
-    ([{"CPU": 2.0}], {}, 1, (True, 1, 0, 0.0)),
-    ([{"memory": 1e9}, {"CPU": 3.0}], {}, 30, (True, 3, 0, 0.0)),  # a head with --num-cpus 0 is not a node to fill
-    ([CPU_NODE, CPU_NODE], {"cpus_per_actor": 4.0}, 100, (True, 8, 0, 0.0)),
-    # a CPU-only cluster can still be split: one CPU teacher, students on the other CPUs
-    ([{"CPU": 4.0}], {"stages": "split"}, 30, (False, 3, 1, 0.0)),
-    # GPUs: one teacher per GPU; students on the CPU nodes' 32 CPUs and the 16 - 4 the GPU nodes leave
-    ([CPU_NODE, CPU_NODE, GPU_NODE, GPU_NODE], {}, 1000, (False, 44, 4, 1.0)),
-    ([GPU_NODE], {}, 1000, (False, 6, 2, 1.0)),  # a single GPU machine
-    ([GPU_NODE], {"teacher_gpus": 0.5}, 1000, (False, 4, 4, 0.5)),
-    ([GPU_NODE], {"student_gpus": 0.5, "teacher_gpus": 1.0, "teacher_actors": 1}, 1000, (False, 2, 1, 1.0)),
-    ([CPU_NODE, GPU_NODE], {"student_actors": 3, "teacher_actors": 1}, 1000, (False, 3, 1, 1.0)),
-    ([CPU_NODE, GPU_NODE], {}, 1, (False, 1, 1, 1.0)),
+    ([{"CPU": 2.0}], {}, 30, ("fused", 2, 0, 0.0)),
+    ([{"CPU": 2.0}], {}, 1, ("fused", 1, 0, 0.0)),
+    ([{"memory": 1e9}, {"CPU": 3.0}], {}, 30, ("fused", 3, 0, 0.0)),  # a head with --num-cpus 0 is not a node
+    ([CPU_NODE, CPU_NODE], {"cpus_per_actor": 4.0}, 100, ("fused", 8, 0, 0.0)),
+    # a CPU-only cluster can still be split, or run the GPU layout's classes on CPU
+    ([{"CPU": 4.0}], {"stages": "split"}, 30, ("split", 3, 1, 0.0)),
+    ([{"CPU": 4.0}], {"stages": "gpu"}, 30, ("gpu", 3, 1, 0.0)),
+    # GPUs: a sampler takes the GPU layout, one GPU actor per GPU; decode actors on the CPU nodes' 32 CPUs and
+    # the 16 - 4 the GPU nodes leave
+    ([CPU_NODE, CPU_NODE, GPU_NODE, GPU_NODE], {}, 1000, ("gpu", 44, 4, 1.0)),
+    ([GPU_NODE], {}, 1000, ("gpu", 6, 2, 1.0)),  # a single GPU machine
+    ([GPU_NODE], {"teacher_gpus": 0.5}, 1000, ("gpu", 4, 4, 0.5)),
+    ([GPU_NODE], {"teacher_gpus": 0.0}, 1000, ("fused", 8, 0, 0.0)),  # GPUs left alone: as a CPU cluster
+    # the teacher-only strategies, and students with GPUs of their own, split
+    ([GPU_NODE], {"strategy": "dense"}, 1000, ("split", 6, 2, 1.0)),
+    ([GPU_NODE], {"student_gpus": 0.5, "teacher_gpus": 1.0, "teacher_actors": 1}, 1000, ("split", 2, 1, 1.0)),
+    ([CPU_NODE, GPU_NODE], {"student_actors": 3, "teacher_actors": 1}, 1000, ("gpu", 3, 1, 1.0)),
+    ([CPU_NODE, GPU_NODE], {}, 1, ("gpu", 1, 1, 1.0)),
+    # NVDEC: decode actors on the GPU nodes only, sharing the half of each GPU the GPU actors leave
+    ([CPU_NODE, GPU_NODE], {"decoder": "nvdec"}, 1000, ("gpu", 6, 2, 0.5)),
+    ([{"CPU": 16.0, "GPU": 1.0}], {"decoder": "auto"}, 1000, ("gpu", 15, 1, 0.5)),
 ])
 def test_plan_pools_sizes_the_actors_from_the_cluster(nodes, options, videos, expected):
     plan = plan_pools(LabelConfig("in", "out", "t", "s", **options), nodes, videos)
-    assert (plan.fused, plan.student_actors, plan.teacher_actors, plan.teacher_gpus) == expected
+    assert (plan.stages, plan.student_actors, plan.teacher_actors, plan.teacher_gpus) == expected
     described = plan.describe()
     assert f"{videos} video(s)" in described and f"{sum(n.get('GPU', 0) for n in nodes):g} GPUs" in described
-    assert ("ScoreSelectPredict" in described) == plan.fused
+    assert ("ScoreSelectPredict" in described) == (plan.stages != "split")
+    assert ("GPUScoreSelectPredict" in described) == (plan.stages == "gpu")
+    nvdec = options.get("decoder") in ("nvdec", "auto")
+    assert plan.decoder == ("nvdec" if nvdec else "pyav") and ("decoder nvdec" in described) == nvdec
+    if nvdec:  # the decode actors' shares and the GPU actors' fill the GPUs exactly
+        total = plan.teacher_actors * plan.teacher_gpus + plan.student_actors * plan.student_gpus
+        assert total == pytest.approx(sum(n.get("GPU", 0) for n in nodes), abs=1e-3)
 
 
 def test_output_columns_cover_the_issue_and_the_readme_table():
@@ -498,6 +494,30 @@ def test_bad_inputs_give_one_error_row_each(tmp_path, ray_runtime, capsys, caplo
             assert row["selected_by"][0] == "student" and row["teacher_clips"] == min(2, row["num_clips"] - 1)
             check_consistent(row, config)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_gpu_layout_on_cpu_labels_as_the_evaluation_counts(tmp_path, ray_runtime, capsys, caplog):
+    """``--stages gpu`` on a CPU-only Ray (as CI runs it): DecodeClips actors, then the GPU stage's class with
+    both models on the CPU; the rows are the evaluation's selection, the bad file one error row."""
+    caplog.set_level(logging.INFO, logger="raycondi.label")
+    videos = tmp_path / "videos"
+    synth(str(videos / "good"), 3)
+    (videos / "bad.mp4").write_text("this is not a video\n" * 50)
+    teacher, student = save_models(str(tmp_path / "models"))
+    out = tmp_path / "out"
+    assert main(["label", "--input", str(videos), "--output", str(out), "--teacher", teacher, "--student", student,
+                 "--k", "3", "--k-student", "1", "--student-batch-size", "4", "--stages", "gpu",
+                 "--inference", "fp32"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["plan"].startswith("1 DecodeClips actor(s) x 1 CPU, 1 GPUScoreSelectPredict actor(s) x 1 CPU;")
+    assert f"labelling 4 video(s) with {summary['plan']}" in caplog.messages
+    rows = {r["video_id"]: r for r in read_output(str(out)).to_pylist()}
+    assert len(rows) == 4 and summary["videos_ok"] == 3 and rows["bad"]["status"] == "error"
+    config = LabelConfig(str(videos), str(out), teacher, student, k=3, k_student=1, student_batch_size=4)
+    for row in rows.values():
+        if row["status"] == "ok":
+            assert row["decoder"] == "pyav" and row["student_s"] > 0
+            check_consistent(row, config)
 
 
 def test_summary_says_when_nothing_could_be_labelled():

@@ -12,7 +12,7 @@ import pytest
 
 from raycondi.evaluation.job import EvaluationError
 from raycondi.models.checkpoint import CheckpointError
-from raycondi.pipeline.sink import LabelError
+from raycondi.pipeline import LabelError
 from raycondi.video import storage
 from raycondi.video.decode import VideoDecodeError
 from raycondi.video.storage import StorageError, StorageOptions, UriError

@@ -5,20 +5,22 @@ Modules, one job each: :mod:`~raycondi.pipeline.config` (:class:`LabelConfig`, :
 :mod:`~raycondi.pipeline.spool` (the two selection algorithms), :mod:`~raycondi.pipeline.plans` (what each
 strategy decodes), :mod:`~raycondi.pipeline.stages` (the per-video logic and the actors), :mod:`~raycondi.pipeline.plan` (pool sizes), :mod:`~raycondi.pipeline.label` (the
 driver), :mod:`~raycondi.pipeline.schema` (the output columns) and :mod:`~raycondi.pipeline.sink` (the Parquet
-writer and the resume check). The names below are importable from here; the ones that need torch are loaded
-on first use, so that Ray's write workers, which unpickle the sink, never import torch.
+writer and the resume check). The names below are importable from here; the ones that need torch or Ray are
+loaded on first use, so that Ray's write workers, which unpickle the sink, never import torch, and the per-video
+logic and the stages run where Ray is not installed (``benchmarks/gpu_harness.py``).
 """
 
 from importlib import import_module
 
-from raycondi.pipeline.config import LabelConfig, LabelSummary
+from raycondi.pipeline.config import LabelConfig, LabelError, LabelSummary
 from raycondi.pipeline.inputs import VIDEO_SUFFIXES, list_videos
 from raycondi.pipeline.schema import OUTPUT_COLUMNS, OUTPUT_SCHEMA, columns_markdown
-from raycondi.pipeline.sink import LabelError, LabelSink, labelled_ids
 
 _LAZY = {
+    "LabelSink": "raycondi.pipeline.sink",
+    "labelled_ids": "raycondi.pipeline.sink",
     "label_videos": "raycondi.pipeline.label",
-    "check_models": "raycondi.pipeline.label",
+    "check_models": "raycondi.pipeline.checks",
     "ScoreAndSelect": "raycondi.pipeline.stages",
     "ScoreSelectPredict": "raycondi.pipeline.stages",
     "TeacherPredict": "raycondi.pipeline.stages",

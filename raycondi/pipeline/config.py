@@ -1,5 +1,6 @@
-"""The labelling job's configuration (:class:`LabelConfig`, built once by the CLI) and what a run reports
-(:class:`LabelSummary`, printed and written to ``{output}/_summary.json``). Torch-free and Ray-free."""
+"""The labelling job's configuration (:class:`LabelConfig`, built once by the CLI), what a run reports
+(:class:`LabelSummary`, printed and written to ``{output}/_summary.json``) and its error (:class:`LabelError`).
+Torch-free and Ray-free, as the input listing and the resume check that use them."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from raycondi import strategies
+from raycondi.inference import check_choice
 from raycondi.strategies import KEYFRAME_CLIPS
 from raycondi.video.decode import DecodeLimits
-from raycondi.video.storage import StorageOptions
+from raycondi.video.storage import StorageOptions, UriError
 
-__all__ = ["STAGES", "SUMMARY_FILE", "LabelConfig", "LabelSummary"]
+__all__ = ["DECODERS", "STAGES", "SUMMARY_FILE", "LabelConfig", "LabelError", "LabelSummary"]
 
 SUMMARY_FILE = "_summary.json"
-STAGES = ("auto", "split", "fused")
+STAGES = ("auto", "split", "fused", "gpu")
+DECODERS = ("pyav", "nvdec", "auto")
+
+
+class LabelError(UriError, ValueError):
+    """The labelling job cannot run: unusable input, output or checkpoint. ``str()`` is ``"{uri}: {reason}"``."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,17 @@ class LabelConfig:
         rows_per_file: videos gathered into one output file (smaller: less work redone after a crash).
         stages: ``split`` runs ScoreAndSelect and TeacherPredict in separate actor pools; ``fused`` runs both
             in one ScoreSelectPredict actor (one process and one torch per actor instead of two, and the K
-            clips stay in it: the memory-lean choice when both models run on CPU); ``auto`` fuses exactly when
-            no stage has a GPU.
+            clips stay in it: the memory-lean choice when both models run on CPU); ``gpu`` (the samplers only)
+            decodes the candidates on CPU actors and runs the student and the teacher in one actor per GPU
+            (:mod:`~raycondi.pipeline.gpu`); ``auto`` fuses when no stage has a GPU, and otherwise takes ``gpu``
+            for the samplers (unless ``student_gpus`` asks for student actors of their own) and ``split``
+            for the teacher-only strategies.
+        inference: how each model runs (:mod:`raycondi.inference`): ``auto`` measures fp32/bf16 and the memory
+            layouts on the GPU and keeps the fastest, ``auto-compile`` adds ``torch.compile`` and CUDA graphs,
+            ``fp32`` is the reference eager path; or an explicit setting such as ``bf16+channels_last_3d``.
+        decoder: ``pyav`` (CPU), ``nvdec`` (the GPU's video decoder through PyNvVideoCodec, for the full decode
+            of the GPU layout's candidates; where it is missing the job decodes with PyAV and says so once per
+            actor) or ``auto`` (nvdec on clusters with GPUs).
         student_actors, teacher_actors: actor pool sizes (``student_actors`` sizes the fused pool); None
             derives them from the cluster's resources (:func:`~raycondi.pipeline.plan.plan_pools`).
         student_gpus, teacher_gpus: GPUs per actor; ``teacher_gpus=None`` is 1 when the cluster has GPUs.
@@ -80,7 +96,9 @@ class LabelConfig:
     teacher_batch_size: int = 32
     videos_per_teacher_call: int = 8
     rows_per_file: int = 256
-    stages: Literal["auto", "split", "fused"] = "auto"
+    stages: Literal["auto", "split", "fused", "gpu"] = "auto"
+    inference: str = "auto"
+    decoder: Literal["pyav", "nvdec", "auto"] = "pyav"
     student_actors: int | None = None
     teacher_actors: int | None = None
     student_gpus: float = 0.0
@@ -118,6 +136,17 @@ class LabelConfig:
             problems.append(f"stages must be one of {', '.join(STAGES)}, got {self.stages!r}")
         if self.stages == "fused" and (self.student_gpus or self.teacher_gpus):
             problems.append("stages='fused' runs both models on CPU: it takes no student_gpus or teacher_gpus")
+        if self.stages == "gpu" and entry and not entry.needs_student:
+            problems.append(f"stages='gpu' runs a sampler's student and teacher on one GPU; {self.strategy!r} runs "
+                            "no student (use split or auto)")
+        if self.stages == "gpu" and self.student_gpus:
+            problems.append("stages='gpu' runs the student in the GPU actor: student_gpus is for stages='split'")
+        try:
+            check_choice(self.inference)
+        except ValueError as error:
+            problems.append(f"inference: {error} (or one of auto, auto-compile, fp32)")
+        if self.decoder not in DECODERS:
+            problems.append(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.split not in (None, "train", "val", "test"):
             problems.append(f"split must be train, val or test, got {self.split!r}")
         for name in ("stride", "student_batch_size", "teacher_batch_size", "videos_per_teacher_call",

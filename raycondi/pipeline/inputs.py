@@ -1,7 +1,7 @@
 """The labelling job's input: the videos to label, as a table ``(video_id, uri)``, from a prefix or a dataset.
 
 Torch-free: the driver lists the input before any actor starts, and a listing problem is a
-:class:`~raycondi.pipeline.sink.LabelError` naming the URI.
+:class:`~raycondi.pipeline.config.LabelError` naming the URI.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raycondi.datasets.manifests import ManifestError, detect_format, read_dataset
-from raycondi.pipeline.sink import LabelError
+from raycondi.pipeline.config import LabelError
 from raycondi.video.storage import StorageError, StorageOptions, list_files
 
 __all__ = ["VIDEO_SUFFIXES", "list_videos"]

@@ -9,7 +9,9 @@ pipeline::
       -> write_datasink(LabelSink)                   Parquet files under the output URI, counts to the driver
 
 On a cluster without GPUs (``stages="auto"``, the default) the two actor stages run fused in one
-``ScoreSelectPredict`` actor per CPU: both models in one process, and the K clips never leave it.
+``ScoreSelectPredict`` actor per CPU: both models in one process, and the K clips never leave it. On a cluster
+with GPUs the samplers run in the GPU layout (:mod:`~raycondi.pipeline.gpu`): ``DecodeClips`` actors on the CPUs,
+then one ``GPUScoreSelectPredict`` actor per GPU running the student and the teacher.
 
 The parts, one job each:
 
@@ -18,7 +20,8 @@ The parts, one job each:
 :mod:`~raycondi.pipeline.inputs`   :func:`list_videos`: a prefix or a dataset -> ``(video_id, uri)``
 :mod:`~raycondi.pipeline.topk`     the samplers' streaming top-K heap (memory O(K))
 :mod:`~raycondi.pipeline.spool`    the teacher-only strategies, which need N before they choose
-:mod:`~raycondi.pipeline.stages`   the per-video logic and the three actor classes
+:mod:`~raycondi.pipeline.stages`   the per-video logic and the three CPU-layout actor classes
+:mod:`~raycondi.pipeline.gpu`      the GPU layout's two actor classes
 :mod:`~raycondi.pipeline.plan`     actor pool sizes from the cluster's nodes
 :mod:`~raycondi.pipeline.sink`     atomic Parquet files and the resume check
 this module                        the checks, the Ray wiring and the summary
@@ -65,52 +68,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, read_checkpoint_config
+from raycondi.pipeline.checks import check_models
 from raycondi.pipeline.config import SUMMARY_FILE, LabelConfig, LabelSummary
+from raycondi.pipeline.gpu import DecodeClips, GPUScoreSelectPredict
 from raycondi.pipeline.inputs import list_videos
 from raycondi.pipeline.plan import plan_pools
-from raycondi.pipeline.sink import LabelError, LabelSink, labelled_ids
+from raycondi.pipeline.sink import LabelSink, labelled_ids
 from raycondi.pipeline.stages import ScoreAndSelect, ScoreSelectPredict, TeacherPredict
-from raycondi.video.decode import ClipSpec
-from raycondi.video.storage import StorageError, StorageOptions, join, write_bytes
+from raycondi.video.storage import join, write_bytes
 
 __all__ = ["check_models", "label_videos"]
 
 logger = logging.getLogger("raycondi.label")
-
-_SHARED = ("num_classes", "class_names", "clip_len", "resize")  # one decode serves both models
-
-
-def _read_config(uri: str, option: str, storage: StorageOptions | None) -> CheckpointConfig:
-    try:
-        return read_checkpoint_config(uri, storage=storage)
-    except CheckpointError as error:
-        raise LabelError(error.uri, f"{option}: not a usable checkpoint directory ({error.reason})") from None
-    except StorageError as error:
-        raise LabelError(error.uri, f"{option}: cannot read the checkpoint config: {error.reason}") from None
-
-
-def check_models(config: LabelConfig) -> tuple[ClipSpec, dict[str, str | None]]:
-    """The decode both models take (their ``clip_len`` and ``resize``, the job's stride) and the model
-    identifier columns; :class:`LabelError` naming the checkpoint when the models cannot serve the job
-    (module docstring: what they must share). Reads ``config.json`` only, never the weights."""
-    teacher = _read_config(config.teacher, "--teacher", config.storage)
-    if teacher.student:
-        raise LabelError(config.teacher, "is a two-headed student checkpoint; --teacher needs a plain classifier")
-    models = {"teacher_model": config.teacher, "teacher_architecture": teacher.architecture,
-              "student_model": None, "student_architecture": None}
-    if config.uses_student:
-        student = _read_config(config.student, "--student", config.storage)
-        if not student.student:
-            raise LabelError(config.student, "is not a two-headed student checkpoint (no confidence head)")
-        for name in _SHARED:
-            if getattr(student, name) != getattr(teacher, name):
-                raise LabelError(config.student, f"{name} {getattr(student, name)!r} differs from the teacher's "
-                                                 f"{getattr(teacher, name)!r} ({config.teacher}); one decode "
-                                                 f"serves both models, so they must share {', '.join(_SHARED)}")
-        models.update(student_model=config.student, student_architecture=student.architecture)
-    return ClipSpec(teacher.clip_len, teacher.resize, config.stride), models
-
 
 def _actor_pool(size: int) -> ray.data.ActorPoolStrategy:
     return ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size)
@@ -138,17 +107,20 @@ def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSumm
         # One block per video (up to a bound): balances videos of very different lengths across actors.
         blocks = [todo.slice(i, 1) for i in range(todo.num_rows)] if todo.num_rows <= 10_000 else [todo]
         rows = ray.data.from_arrow(blocks)
-        if plan.fused:
+        if plan.stages == "fused":
             rows = rows.map_batches(
                 ScoreSelectPredict, fn_constructor_args=(config, clip, models), batch_size=1,
                 batch_format="pyarrow", compute=_actor_pool(plan.student_actors), num_cpus=plan.cpus_per_actor)
         else:
+            first, second = (DecodeClips, GPUScoreSelectPredict) if plan.stages == "gpu" else \
+                (ScoreAndSelect, TeacherPredict)
+            first_args = (config, clip, models, plan.decoder) if plan.stages == "gpu" else (config, clip, models)
             rows = rows.map_batches(
-                ScoreAndSelect, fn_constructor_args=(config, clip, models), batch_size=1, batch_format="pyarrow",
+                first, fn_constructor_args=first_args, batch_size=1, batch_format="pyarrow",
                 compute=_actor_pool(plan.student_actors), num_cpus=plan.cpus_per_actor,
                 num_gpus=plan.student_gpus or None,
             ).map_batches(
-                TeacherPredict, fn_constructor_args=(config, plan.teacher_gpus),
+                second, fn_constructor_args=(config, plan.teacher_gpus),
                 batch_size=config.videos_per_teacher_call, batch_format="pyarrow",
                 compute=_actor_pool(plan.teacher_actors), num_cpus=plan.cpus_per_actor,
                 num_gpus=plan.teacher_gpus or None,

@@ -66,6 +66,8 @@ OUTPUT_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
                                  "candidate_clips)"),
     ("decode_fallback", pa.string(), "why a seek or keyframes plan decoded the video in full instead (a variable "
                                      "frame rate, an unusable index); null when the plan ran"),
+    ("decoder", pa.string(), "what decoded the video's pixels: pyav (FFmpeg on the CPU) or nvdec (the GPU's video "
+                             "decoder: the GPU layout's full decodes with --decoder nvdec); null on error rows"),
     ("student_s", pa.float64(), "seconds spent running the student on its clips"),
     ("teacher_s", pa.float64(), "this video's share of the teacher's batch time (by clip count)"),
     ("run_id", pa.string(), "id of the run that wrote the row (also in the output file names)"),

@@ -25,17 +25,11 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from raycondi import strategies
+from raycondi.pipeline.config import LabelError
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK
-from raycondi.video.storage import StorageError, StorageOptions, UriError, join, list_files, resolve, write_bytes
+from raycondi.video.storage import StorageError, StorageOptions, join, list_files, resolve, write_bytes
 
-__all__ = ["LabelError", "LabelSink", "labelled_ids", "output_files", "publish"]
-
-
-class LabelError(UriError, ValueError):
-    """The labelling job cannot run: unusable input, output or checkpoint. ``str()`` is ``"{uri}: {reason}"``.
-
-    Defined here (and exported by :mod:`raycondi.pipeline`) so that the input listing and the resume check
-    can raise it without importing torch."""
+__all__ = ["LabelSink", "labelled_ids", "output_files", "publish"]
 
 
 def output_files(output: str, storage: StorageOptions | None) -> list[str]:

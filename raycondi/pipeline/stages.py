@@ -27,21 +27,31 @@ import torch
 from raycondi import selection
 from raycondi.models.checkpoint import for_inference, load_checkpoint
 from raycondi.models.preprocess import model_input
+from raycondi.models.tuning import TunedModel, tune
 from raycondi.pipeline.config import LabelConfig
 from raycondi.pipeline.plans import choose_clips
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_ERROR, STATUS_OK
+from raycondi.pipeline.selected import SelectedClips
 from raycondi.video.container import DecodeStats
 from raycondi.video.decode import ClipSpec, VideoDecodeError
 from raycondi.video.storage import StorageOptions
 
 __all__ = [
     "STAGE_SCHEMA",
+    "LoadedModel",
     "ScoreAndSelect",
     "ScoreSelectPredict",
     "Selection",
     "TeacherPredict",
     "arrow_to_selections",
+    "base_row",
+    "decode_columns",
+    "device_for",
+    "error_selection",
+    "pack_frames",
+    "selected",
     "selections_to_arrow",
+    "unpack_frames",
     "video_prediction",
 ]
 
@@ -100,12 +110,22 @@ class Selection:
         return self.row["status"] == STATUS_OK
 
 
+def pack_frames(frames: np.ndarray) -> tuple[bytes, list[int]]:
+    """uint8 clips as the bytes and shape of two Arrow columns (:func:`unpack_frames` reverses it)."""
+    frames = np.ascontiguousarray(frames)
+    return frames.tobytes(), list(frames.shape)
+
+
+def unpack_frames(data: bytes, shape: list[int]) -> np.ndarray:
+    return np.frombuffer(data, np.uint8).reshape(shape)
+
+
 def selections_to_arrow(selections: list[Selection]) -> pa.Table:
     """Selections as rows of :data:`STAGE_SCHEMA`, to cross the object store between split stages."""
     rows = []
     for s in selections:
-        frames = np.ascontiguousarray(s.teacher_frames)
-        rows.append({**s.row, "_teacher_frames": frames.tobytes(), "_teacher_frames_shape": list(frames.shape),
+        frames, shape = pack_frames(s.teacher_frames)
+        rows.append({**s.row, "_teacher_frames": frames, "_teacher_frames_shape": shape,
                      "_student_probs": s.student_probs.tolist(),
                      "_teacher_confidence": None if s.teacher_confidence is None else s.teacher_confidence.tolist()})
     return pa.Table.from_pylist(rows, schema=STAGE_SCHEMA)
@@ -115,8 +135,7 @@ def arrow_to_selections(table: pa.Table) -> list[Selection]:
     """The inverse of :func:`selections_to_arrow`."""
     selections = []
     for row in table.to_pylist():
-        shape = row.pop("_teacher_frames_shape")
-        frames = np.frombuffer(row.pop("_teacher_frames"), np.uint8).reshape(shape)
+        frames = unpack_frames(row.pop("_teacher_frames"), row.pop("_teacher_frames_shape"))
         probs = np.asarray(row.pop("_student_probs"), np.float32)  # (K_s, C), or (0,) when K_s = 0
         weights = row.pop("_teacher_confidence")
         selections.append(Selection(row, frames, probs, None if weights is None else np.asarray(weights, np.float32)))
@@ -126,16 +145,21 @@ def arrow_to_selections(table: pa.Table) -> list[Selection]:
 # --------------------------------------------------------------------------------------------------
 # Ray Data stages
 # --------------------------------------------------------------------------------------------------
-def _device(gpus: float) -> str:
+def device_for(gpus: float) -> str:
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-class _Model:
-    """A checkpoint loaded for inference: uint8 clips in, class probabilities (and z̃ for a student) out."""
+class LoadedModel:
+    """A checkpoint loaded for inference: uint8 clips in, class probabilities (and z̃ for a student) out.
 
-    def __init__(self, uri: str, device: str, storage: StorageOptions | None) -> None:
+    The first call tunes how the model runs (:func:`raycondi.models.tuning.tune` with ``inference``: precision,
+    layout, compilation, measured on a full batch of that call's clips where the model is on a GPU)."""
+
+    def __init__(self, uri: str, device: str, storage: StorageOptions | None, inference: str = "auto") -> None:
         model, self.config = load_checkpoint(uri, map_location=device, storage=storage)
-        self.model, self.device = for_inference(model, device), device
+        self.model, self.device, self.inference = for_inference(model, device), device, inference
+        self.name = f"{self.config.architecture} ({uri})"
+        self.tuned: TunedModel | None = None
 
     def __call__(self, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """``(probs (n, C), z̃ (n,))`` for ``n`` clips in forward passes of ``batch_size`` (z̃ empty for a
@@ -144,12 +168,58 @@ class _Model:
         confidence = [np.empty(0, np.float32)]
         with torch.inference_mode():
             for i in range(0, len(frames), batch_size):
-                output = self.model(model_input(frames[i:i + batch_size], self.config, device=self.device))
+                x = model_input(frames[i:i + batch_size], self.config, device=self.device)
+                if self.tuned is None:
+                    example = torch.cat([x, x[:1].expand(max(0, batch_size - len(x)), *x.shape[1:])])
+                    self.tuned = tune(self.model, example, self.inference, name=self.name)[0]
+                output = self.tuned(x)
                 logits, z = output if isinstance(output, tuple) else (output, None)
-                probs.append(logits.float().softmax(1).cpu().numpy())
+                probs.append(logits.softmax(1).cpu().numpy())
                 if z is not None:
-                    confidence.append(z.float().sigmoid().cpu().numpy())
+                    confidence.append(z.sigmoid().cpu().numpy())
         return np.concatenate(probs), np.concatenate(confidence)
+
+
+def base_row(config: LabelConfig, video: dict[str, str], models: dict[str, str | None]) -> dict[str, Any]:
+    """The columns every row of ``video`` has, ok or not."""
+    return {"video_id": video["video_id"], "uri": video["uri"], "strategy": config.strategy, "k": config.k,
+            "k_student": config.k_student, "teacher_clips": 0, **models}
+
+
+def error_selection(row: dict[str, Any], reason: str, decode_s: float, stats: DecodeStats,
+                    clip: ClipSpec) -> Selection:
+    """The :class:`Selection` of a video that could not be decoded: its error row, no clips."""
+    row = {**row, "status": STATUS_ERROR, "error": reason, "decode_s": decode_s, "frames_decoded": stats.frames,
+           "bytes_read": stats.bytes_read}
+    return Selection(row, np.empty((0, *clip.frame_shape), np.uint8), np.empty((0, 0), np.float32))
+
+
+def decode_columns(num_clips: int, duration_s: float, decode_s: float, stats: DecodeStats, mode: str,
+                   fallback: str | None, clips: np.ndarray, decoder: str = "pyav") -> dict[str, Any]:
+    """The columns describing how an ok video was decoded (``clips``: the grid clips decoded for scoring)."""
+    return {"status": STATUS_OK, "num_clips": num_clips, "duration_s": duration_s, "decode_s": decode_s,
+            "frames_decoded": stats.frames, "bytes_read": stats.bytes_read, "decode_mode": mode,
+            "decode_fallback": fallback, "candidate_clips": clips.tolist() if mode == "keyframes" else None,
+            "decoder": decoder}
+
+
+def selected(config: LabelConfig, row: dict[str, Any], chosen: SelectedClips) -> Selection:
+    """``row`` (an ok video's columns so far) with the selection's columns, as the :class:`Selection` the
+    teacher completes."""
+    order = np.concatenate([chosen.student_clips, chosen.teacher_clips])
+    at = chosen.positions(order)
+    row = {
+        **row,
+        "k": chosen.num_clips if config.strategy == "dense" else config.k,
+        "selected_clips": order.tolist(),
+        "selected_start_s": chosen.starts[at].tolist(),
+        "selected_end_s": chosen.ends[at].tolist(),
+        "selected_confidence": chosen.confidence[at].tolist() if chosen.confidence.size else None,
+        "selected_by": ["student"] * len(chosen.student_clips) + ["teacher"] * len(chosen.teacher_clips),
+        "clip_confidence": chosen.confidence.tolist(),
+        "student_s": chosen.student_s,
+    }
+    return Selection(row, chosen.teacher_frames, chosen.student_probs, chosen.teacher_confidence)
 
 
 class ScoreAndSelect:
@@ -160,14 +230,15 @@ class ScoreAndSelect:
     def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None]) -> None:
         torch.set_num_threads(max(1, int(config.cpus_per_actor)))
         self.config, self.clip, self.models = config, clip, models
-        self.student: _Model | None = None
+        self.student: LoadedModel | None = None
         self.skim_step = 1
         if config.uses_student:
-            self.student = _Model(config.student, _device(config.student_gpus), config.storage)
+            self.student = LoadedModel(config.student, device_for(config.student_gpus), config.storage,
+                                       config.inference)
             self.skim_step = self.student.config.frame_step
 
     def _score(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.student(frames, len(frames))
+        return self.student(frames, self.config.student_batch_size)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return selections_to_arrow([self.select(v) for v in batch.select(["video_id", "uri"]).to_pylist()])
@@ -175,8 +246,7 @@ class ScoreAndSelect:
     def select(self, video: dict[str, str]) -> Selection:
         """One video's :class:`Selection` (an error row when it cannot be decoded)."""
         config = self.config
-        base = {"video_id": video["video_id"], "uri": video["uri"], "strategy": config.strategy, "k": config.k,
-                "k_student": config.k_student, "teacher_clips": 0, **self.models}
+        row = base_row(config, video, self.models)
         started, stats = time.perf_counter(), DecodeStats()
         try:
             chosen, mode, fallback = choose_clips(
@@ -186,32 +256,10 @@ class ScoreAndSelect:
                 batch_size=config.student_batch_size, rng=selection.video_rng(config.seed, video["video_id"]),
                 skim_step=self.skim_step, limits=config.limits, storage=config.storage, stats=stats)
         except VideoDecodeError as error:
-            row = {**base, "status": STATUS_ERROR, "error": error.reason, "decode_s": time.perf_counter() - started,
-                   "frames_decoded": stats.frames, "bytes_read": stats.bytes_read}
-            return Selection(row, np.empty((0, *self.clip.frame_shape), np.uint8), np.empty((0, 0), np.float32))
-        order = np.concatenate([chosen.student_clips, chosen.teacher_clips])
-        at = chosen.positions(order)
-        row = {
-            **base,
-            "status": STATUS_OK,
-            "num_clips": chosen.num_clips,
-            "duration_s": chosen.duration_s,
-            "k": chosen.num_clips if config.strategy == "dense" else config.k,
-            "selected_clips": order.tolist(),
-            "selected_start_s": chosen.starts[at].tolist(),
-            "selected_end_s": chosen.ends[at].tolist(),
-            "selected_confidence": chosen.confidence[at].tolist() if chosen.confidence.size else None,
-            "selected_by": ["student"] * len(chosen.student_clips) + ["teacher"] * len(chosen.teacher_clips),
-            "clip_confidence": chosen.confidence.tolist(),
-            "candidate_clips": chosen.clips.tolist() if mode == "keyframes" else None,
-            "decode_s": chosen.decode_s,
-            "student_s": chosen.student_s,
-            "frames_decoded": stats.frames,
-            "bytes_read": stats.bytes_read,
-            "decode_mode": mode,
-            "decode_fallback": fallback,
-        }
-        return Selection(row, chosen.teacher_frames, chosen.student_probs, chosen.teacher_confidence)
+            return error_selection(row, error.reason, time.perf_counter() - started, stats, self.clip)
+        row.update(decode_columns(chosen.num_clips, chosen.duration_s, chosen.decode_s, stats, mode, fallback,
+                                  chosen.clips))
+        return selected(config, row, chosen)
 
 
 class TeacherPredict:
@@ -220,7 +268,7 @@ class TeacherPredict:
     def __init__(self, config: LabelConfig, gpus: float) -> None:
         torch.set_num_threads(max(1, int(config.cpus_per_actor)))
         self.config = config
-        self.teacher = _Model(config.teacher, _device(gpus), config.storage)
+        self.teacher = LoadedModel(config.teacher, device_for(gpus), config.storage, config.inference)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return pa.Table.from_pylist(self.predict(arrow_to_selections(batch)), schema=OUTPUT_SCHEMA)

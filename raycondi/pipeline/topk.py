@@ -25,7 +25,7 @@ from raycondi import selection
 from raycondi.pipeline.selected import Scorer, SelectedClips, stack_clips, timed
 from raycondi.video.decode import Clip
 
-__all__ = ["PENDING_BYTES", "select_top_k"]
+__all__ = ["PENDING_BYTES", "scored_selection", "select_top_k"]
 
 PENDING_BYTES = 128 << 20  # a batch waiting for the student is scored early past this (skim clips hold pictures)
 
@@ -99,9 +99,22 @@ def select_top_k(
     if not starts:
         raise ValueError("clips: the video has no clips")
     probs, confidence, scores = (np.concatenate(part) for part in (best.probs, best.confidence, best.scores))
-    student, teacher = selection.split_indices(selection.predictive_entropy(probs), scores, k, k_student)
     kept = best.kept()
-    frames = stack_clips([kept[int(i)] for i in teacher], clip_shape)
-    grid = np.asarray(indices, dtype=np.int64)
-    return SelectedClips(len(indices), grid, np.array(starts), np.array(ends), ends[-1] - starts[0], confidence,
-                         scores, grid[student], probs[student], grid[teacher], frames, decode_clock[0], best.student_s)
+    return scored_selection(np.asarray(indices, dtype=np.int64), np.array(starts), np.array(ends), probs, confidence,
+                            scores, k, k_student, lambda positions: stack_clips([kept[int(i)] for i in positions],
+                                                                                clip_shape),
+                            decode_s=decode_clock[0], student_s=best.student_s)
+
+
+def scored_selection(
+    clips: np.ndarray, starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, confidence: np.ndarray,
+    scores: np.ndarray, k: int, k_student: int, frames_at: Callable[[np.ndarray], np.ndarray], *,
+    decode_s: float = 0.0, student_s: float = 0.0,
+) -> SelectedClips:
+    """The samplers' rule on one video's scored clips (grid indices ``clips``, with their spans and student
+    outputs): :func:`raycondi.selection.split_indices` picks the K_s student clips by entropy and the K_t teacher
+    clips by ``scores``; ``frames_at(positions)`` gives the teacher clips' pixels. The streaming heap above and
+    the GPU stage (:mod:`raycondi.pipeline.gpu`) both end here."""
+    student, teacher = selection.split_indices(selection.predictive_entropy(probs), scores, k, k_student)
+    return SelectedClips(len(clips), clips, starts, ends, float(ends[-1] - starts[0]), confidence, scores,
+                         clips[student], probs[student], clips[teacher], frames_at(teacher), decode_s, student_s)

@@ -55,9 +55,10 @@ clips before it were yielded: a consumer must treat the video as failed as a who
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -76,7 +77,7 @@ from raycondi.video.storage import StorageOptions
 
 __all__ = [
     "Clip", "ClipSpec", "DecodeLimits", "DecodeStats", "Size", "SkimClip", "VideoDecodeError", "check_size",
-    "count_clips", "frame_size", "iter_clips",
+    "assemble_clips", "count_clips", "frame_size", "iter_clips",
 ]
 
 _TRUNCATION_TOLERANCE_S = 1.0
@@ -217,22 +218,30 @@ def _clips(
     uri: str, spec: ClipSpec, skim_step: int, limits: DecodeLimits, storage: StorageOptions | None,
     stats: DecodeStats | None,
 ) -> Iterator[Clip]:
-    index, pending = 0, None  # pending: a full clip whose end_s is the next clip's start
-    builder, start, video_end = None, 0.0, 0.0
     with open_video(uri, limits, storage, stats) as (container, stream):
         to_rgb = ResizeRGB(spec.size, stream.sample_aspect_ratio)
-        for number, (frame, time, frame_end) in enumerate(_decoded_frames(uri, container, stream, limits, stats)):
-            video_end = frame_end
-            if number % spec.stride:
-                continue
-            if pending is not None:
-                yield replace(pending, end_s=time)
-                pending = None
-            if builder is None:
-                start, builder = time, ClipBuilder(spec, skim_step, to_rgb)
-            builder.add(frame)
-            if builder.filled == spec.clip_len:
-                pending, builder, index = builder.clip(index, start, math.nan), None, index + 1
+        yield from assemble_clips(_decoded_frames(uri, container, stream, limits, stats), spec, skim_step, to_rgb)
+
+
+def assemble_clips(frames: Iterator[tuple[Any, float, float]], spec: ClipSpec, skim_step: int,
+                   convert: Callable[[Any], np.ndarray]) -> Iterator[Clip]:
+    """Cut a video's decoded ``(picture, time_s, end_s)`` frames, in presentation order, into its clips: every
+    ``stride``-th frame, ``clip_len`` per clip, a clip ending where the next begins, the last padded by
+    :class:`ClipBuilder`. ``convert`` makes a picture the resized uint8 frame (the GPU decoder's pictures are)."""
+    index, pending = 0, None  # pending: a full clip whose end_s is the next clip's start
+    builder, start, video_end = None, 0.0, 0.0
+    for number, (frame, time, frame_end) in enumerate(frames):
+        video_end = frame_end
+        if number % spec.stride:
+            continue
+        if pending is not None:
+            yield replace(pending, end_s=time)
+            pending = None
+        if builder is None:
+            start, builder = time, ClipBuilder(spec, skim_step, convert)
+        builder.add(frame)
+        if builder.filled == spec.clip_len:
+            pending, builder, index = builder.clip(index, start, math.nan), None, index + 1
     if pending is not None:
         yield replace(pending, end_s=video_end)
     if builder is not None:
@@ -243,7 +252,7 @@ class ClipBuilder:
     """One clip's frames as they arrive: every ``step``-th converted at once, all kept when skimming (step > 1).
     Shared with :mod:`raycondi.video.seek`, so that a sought clip is assembled exactly as a streamed one."""
 
-    def __init__(self, spec: ClipSpec, step: int, convert: ResizeRGB) -> None:
+    def __init__(self, spec: ClipSpec, step: int, convert: Callable[[Any], np.ndarray]) -> None:
         self.clip_len, self.step, self.convert = spec.clip_len, step, convert
         self.frames = np.empty((-(-spec.clip_len // step), *spec.frame_shape[1:]), np.uint8)
         self.pictures: list[av.VideoFrame] = []
