@@ -77,13 +77,14 @@ def project(plans: list[dict], rates: dict[str, float], *, cores: int, k: int) -
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plans", default=str(RESULTS / "decode_plans.json"), help="decode_throughput.py --plans JSON")
+    parser.add_argument("--results", default=str(RESULTS), help="where to look for model_throughput_cuda*.json")
     parser.add_argument("--cores", type=int, default=16, help="decoding cores per GPU node (default 16)")
     parser.add_argument("--k", type=int, default=5, help="the teacher's clips per video (default 5)")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/projection_gpu_node.json)")
     args = parser.parse_args(argv)
 
     plans = json.loads(Path(args.plans).read_text())
-    rates, rates_source = gpu_rates(Path(args.plans).parent)
+    rates, rates_source = gpu_rates(Path(args.results))
     rows = project(plans["rows"], rates, cores=args.cores, k=args.k)
     print(f"GPU node: {args.cores} decoding cores, one GPU; model rates: {rates_source} "
           f"(teacher {rates['teacher']:g}, student {rates['student']:g} clips/s); K = {args.k}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,19 @@ def test_gpu_harness_smoke(tmp_path, benchmarks):
         assert 0 < row["gpu_stage_share"] < 1 and row["nvml_busy"] is None  # no GPU: no NVML samples
         assert row["of_decode_bound"] == pytest.approx(row["videos_per_s"] / row["decode_bound_videos_per_s"])
     assert rows["dense", "clips"]["vs_dense"] == 1.0
+
+
+@pytest.mark.slow
+def test_gpu_suite_smoke_runs_every_step(tmp_path):
+    """The GPU script at toy sizes on CPU (SMOKE=1): what a GPU session runs once, checked before it does."""
+    env = {**os.environ, "SMOKE": "1", "RESULTS": str(tmp_path)}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_suite.sh")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tests = (tmp_path / "gpu_tests.txt").read_text()
+    assert " passed" in tests and "failed" not in tests and "needs a CUDA GPU" in tests
+    assert len(json.loads((tmp_path / "model_throughput_cuda.json").read_text())["rows"]) == 2 * 2 * 2 * 2
+    harness = json.loads((tmp_path / "gpu_harness_cuda.json").read_text())
+    assert [r["strategy"] for r in harness["rows"]] == ["dense", "condi_sr", "condi_sr"]
+    projection = json.loads((tmp_path / "projection_gpu_node.json").read_text())
+    assert projection["model_rates_source"].startswith("measured: model_throughput_cuda")
