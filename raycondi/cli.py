@@ -28,10 +28,12 @@ def _storage(args: argparse.Namespace):
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from raycondi.datasets.synthetic import SynthConfig, generate_dataset
+    from raycondi.datasets.synthetic import BENCHMARKS, SynthConfig, generate_dataset
 
-    config = SynthConfig(videos=args.videos, seed=args.seed, classes=args.classes, severity=tuple(args.severity),
-                         keyint=args.keyint)
+    looks = dict(BENCHMARKS[args.benchmark])
+    if args.severity:
+        looks["severity"] = tuple(args.severity)
+    config = SynthConfig(videos=args.videos, seed=args.seed, classes=args.classes, keyint=args.keyint, **looks)
     summary = generate_dataset(args.out, config, storage=_storage(args))
     print(json.dumps(asdict(summary), indent=2))
     return 0
@@ -153,6 +155,8 @@ def _distill_config(args: argparse.Namespace, out: str):
         lam=preset.lam if args.lam is None else args.lam,
         mu=args.mu,
         tau=args.tau,
+        head_decay=preset.head_decay if args.head_decay is None else args.head_decay,
+        mix_gradient=preset.mix_gradient if args.mix_gradient is None else args.mix_gradient,
         epochs=args.epochs or preset.distill_epochs,
         **_run_options(args, preset),
     )
@@ -173,15 +177,17 @@ def _distill(args: argparse.Namespace) -> int:
 def _search_config(args: argparse.Namespace):
     from raycondi.train.tune import SearchConfig
 
+    distill = _distill_config(args, args.out)
     return SearchConfig(
-        distill=_distill_config(args, args.out),
+        distill=distill,
         out=args.out,
         samples=args.samples,
         k=args.k,
+        objective=args.objective,
         lam=tuple(args.lam_range),
         mu=tuple(args.mu_range),
         tau=tuple(args.tau_range),
-        lr=tuple(args.lr_range),
+        lr=tuple(args.lr_range) if args.lr_range else (distill.lr / 3, distill.lr * 3),
         grace_period=args.grace_period,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
@@ -288,6 +294,13 @@ def _add_distill_options(parser: argparse.ArgumentParser) -> None:
                         help="λ, weight of the confidence BCE (default: the preset's, 1.5 for paper, 0.5 for small)")
     parser.add_argument("--mu", type=float, default=1.5, help="μ, positive weight in that BCE (default 1.5)")
     parser.add_argument("--tau", type=float, default=0.9, help="τ, distillation temperature (default 0.9)")
+    parser.add_argument("--head-decay", type=float, default=None,
+                        help="the confidence head's learning rate is divided by this every epoch (default: the "
+                             "preset's; the paper's 5)")
+    parser.add_argument("--mix-gradient", action=argparse.BooleanOptionalAction, default=None,
+                        help="condi_sr: let Eq. 5's mixing train the confidence (the paper's loss); "
+                             "--no-mix-gradient detaches it, so z~ learns from the BCE term alone "
+                             "(default: the preset's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,8 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--videos", type=int, default=200, help="number of videos (default 200)")
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
     synth.add_argument("--classes", type=int, default=10, help="number of action classes (default 10)")
-    synth.add_argument("--severity", nargs=2, type=float, default=[0.4, 1.0], metavar=("LOW", "HIGH"),
-                       help="range of the ambiguous clips' severity (default 0.4 1; 1 1 leaves no trace of the class)")
+    synth.add_argument("--benchmark", choices=("default", "shapes"), default="default",
+                       help="default: striped blobs over noise, H.264 in MP4; shapes: polygons over gratings, "
+                            "MPEG-4 in AVI, another ambiguity mix (a benchmark no preset was chosen on)")
+    synth.add_argument("--severity", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
+                       help="range of the ambiguous clips' severity (default: the benchmark's, 0.4 1 or 0.3 1; "
+                            "1 1 leaves no trace of the class)")
     synth.add_argument("--keyint", type=int, default=None,
                        help="a keyframe exactly every N frames (a long GOP, as real footage); default: every 2 s "
                             "and at every clip")
@@ -388,9 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_distill_options(search)
     search.add_argument("--samples", type=int, default=8, help="number of trials (default 8)")
     search.add_argument("--k", type=int, default=1, choices=[1, 3, 5], help="objective: val video accuracy at K")
-    for name, low, high in (("lam", 0.5, 2.5), ("mu", 1.0, 2.0), ("tau", 0.5, 2.0), ("lr", 0.01, 0.2)):
+    search.add_argument("--objective", choices=("video_accuracy", "auroc"), default="video_accuracy",
+                        help="keep the trial with the best val video accuracy at --k, or the best val AUROC of "
+                             "the method's score for z (the sampler's own quality)")
+    for name, low, high in (("lam", 0.5, 2.5), ("mu", 1.0, 2.0), ("tau", 0.5, 2.0)):
         search.add_argument(f"--{name}-range", type=float, nargs=2, default=(low, high), metavar=("LOW", "HIGH"),
                             help=f"search range (default {low} {high})")
+    search.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="search range (default: a third to three times the preset's learning rate)")
     search.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial may stop")
     search.add_argument("--cpus-per-trial", type=float, default=1.0)
     search.add_argument("--gpus-per-trial", type=float, default=0.0)

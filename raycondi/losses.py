@@ -141,6 +141,7 @@ def condi_sr_loss(
     tau: float = 0.9,
     lam: float = 1.5,
     mu: float = 1.5,
+    mix_gradient: bool = True,
 ) -> torch.Tensor:
     """ConDi-SR loss, paper Eq. 6: ``L = L_KD(p̂ᵗ, p̃ˢ) + λ · L_conf``.
 
@@ -168,7 +169,10 @@ def condi_sr_loss(
        ``logsigmoid`` (stable for any logit).
 
     Defaults are the paper's: τ = 0.9, μ = 1.5, and λ = 1.5 from its grid {0.5, 1.5, 2.0}.
-    Returns a scalar tensor.
+    ``mix_gradient=False`` is a documented variant, not the paper's loss: Eq. 5's weight is detached, so z̃
+    learns from ``L_conf`` alone while the KD target is still mixed by it. Through Eq. 5, KD pulls z̃ towards
+    "the student agrees with the teacher", which on clips the student gets wrong opposes ``L_conf``'s "the
+    teacher is right" (``benchmarks/README.md`` measures how often). Returns a scalar tensor.
     """
     _check_logits("student_logits", student_logits)
     batch, classes = student_logits.shape
@@ -181,7 +185,8 @@ def condi_sr_loss(
 
     # Eq. 5 in log space: weight w on p̃ᵗ and 1 − w on U = 1/C, where w = z̃ = σ(l) if z = 1 and
     # w = 1 − z̃ = σ(−l) otherwise; log σ(±l) is exact for any l.
-    signed_logit = torch.where(z, confidence_logit, -confidence_logit).unsqueeze(1)
+    mixing = confidence_logit if mix_gradient else confidence_logit.detach()
+    signed_logit = torch.where(z, mixing, -mixing).unsqueeze(1)
     log_p_hat = torch.logaddexp(
         F.logsigmoid(signed_logit) + _softened_log_probs(teacher_logits, tau),
         F.logsigmoid(-signed_logit) - math.log(classes),

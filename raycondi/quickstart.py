@@ -93,6 +93,8 @@ class QuickstartConfig:
     batch_size: int = _SMALL.batch_size
     lr: float = _SMALL.lr
     lam: float = _SMALL.lam
+    head_decay: float = _SMALL.head_decay
+    mix_gradient: bool = _SMALL.mix_gradient
     ks: tuple[int, ...] = (1, 3, 5, 7)
     num_cpus: int | None = None
 
@@ -206,7 +208,8 @@ def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, f
         if not _trained(outputs[method]):
             distill(DistillConfig(
                 teacher=teacher, out=outputs[method], student=config.student, student_kwargs=config.student_kwargs,
-                method=method, lam=config.lam, epochs=config.distill_epochs,
+                method=method, lam=config.lam, head_decay=config.head_decay,
+                mix_gradient=config.mix_gradient, epochs=config.distill_epochs,
                 cpus_per_worker=cpus_per_student, **training))
         print(f"      {method} student: done in {time.perf_counter() - started:.0f} s", flush=True)
 

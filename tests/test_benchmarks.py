@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -150,3 +151,23 @@ def test_gpu_suite_smoke_runs_every_step(tmp_path):
     assert [r["strategy"] for r in harness["rows"]] == ["dense", "condi_sr", "condi_sr"]
     projection = json.loads((tmp_path / "projection_gpu_node.json").read_text())
     assert projection["model_rates_source"].startswith("measured: model_throughput_cuda")
+
+
+def test_distill_auroc_equidistant_and_gradient_sources_hand_computed(benchmarks):
+    bench = benchmarks("distill_auroc")
+    clips = {"video_id": np.array(["a", "a", "a", "b", "b"]), "clip_index": np.array([2, 0, 1, 0, 1]),
+             "label": np.array([0, 0, 0, 1, 1])}
+    # a: 3 clips, Equidistant@1 takes clip 1 (right); b: 2 clips, it takes clip 1 (wrong)
+    teacher = np.array([[0.0, 5.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
+    assert bench.equidistant_accuracy(clips, teacher, 1) == 0.5
+    assert bench.equidistant_accuracy(clips, teacher, 3) == 0.0  # all clips: a wrong; b ties, lowest class (0)
+    # clip 0 the teacher gets right (z = 1), clip 1 wrong (z = 0)
+    teacher = np.array([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    base = {"label": np.array([0, 0]), "confidence_logit": np.array([0.3, -0.2])}
+    agreeing = bench.gradient_sources({**base, "logits": teacher.copy()}, teacher, lam=0.5)
+    # a student that agrees with the teacher: Eq. 5's pull on z~ goes the way the BCE term's does
+    assert agreeing["grad_agree"] == 1.0 and 0 < agreeing["grad_share_kd"] < 1
+    disagreeing = bench.gradient_sources({**base, "logits": np.array([[0.0, 0.0, 4.0], [0.0, 0.0, 4.0]])},
+                                         teacher, lam=0.5)
+    assert disagreeing["grad_agree"] == 0.0  # ... and against it where the student disagrees
+    assert bench.gradient_sources({**base, "logits": teacher.copy()}, teacher, lam=0.0)["grad_share_kd"] == 1.0

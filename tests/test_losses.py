@@ -186,6 +186,25 @@ def test_condi_sr_gradient_reaches_confidence_through_the_kd_term_alone():
     assert torch.any(student.grad != 0)
 
 
+def test_detached_mixing_keeps_the_value_and_leaves_z_to_the_bce_term():
+    """mix_gradient=False: the same loss value; z~'s gradient is exactly the weighted BCE's, the student's
+    exactly the paper loss's."""
+    student, conf, teacher, labels = _batch()
+    grads = {}
+    for mix in (True, False):
+        s, c = student.clone().requires_grad_(True), conf.clone().requires_grad_(True)
+        loss = condi_sr_loss(s, c, teacher, labels, lam=1.5, mu=1.5, mix_gradient=mix)
+        loss.backward()
+        grads[mix] = (loss.item(), s.grad, c.grad)
+    assert grads[True][0] == grads[False][0]
+    assert torch.equal(grads[True][1], grads[False][1])
+    c = conf.clone().requires_grad_(True)
+    z = teacher_correct(teacher, labels).double()
+    (1.5 * -(1.5 * z * F.logsigmoid(c) + (1 - z) * F.logsigmoid(-c)).mean()).backward()
+    torch.testing.assert_close(grads[False][2], c.grad, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(grads[True][2], c.grad)  # the paper's: Eq. 5 adds its own pull
+
+
 def test_condi_sr_gradients_match_finite_differences():
     student, conf, teacher, labels = _batch()
     student.requires_grad_(True)

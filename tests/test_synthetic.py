@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from raycondi.cli import main
-from raycondi.datasets.synthetic import ACTIONS, AMBIGUITY_KINDS, SynthConfig, ambiguity_rates, generate_dataset
+from raycondi.datasets.synthetic import (
+    ACTIONS,
+    AMBIGUITY_KINDS,
+    BENCHMARKS,
+    SynthConfig,
+    ambiguity_rates,
+    generate_dataset,
+)
 
 # 20 videos of 3 to 6 s: two per class, one group each, so one video per class goes to the test split.
 SMALL = SynthConfig(videos=20, seed=3, min_seconds=3.0, max_seconds=6.0, clips_per_group=1)
@@ -138,6 +146,27 @@ def test_synth_command_passes_the_severity_range(tmp_path, capsys):
     assert all((0.4 <= r["severity"] <= 0.6) if r["ambiguous"] else r["severity"] == 0.0 for r in gt)
 
 
+def test_the_shapes_benchmark_differs_in_look_codec_and_ambiguity_mix(tmp_path, capsys):
+    """The second embedded benchmark: MPEG-4 part 2 in AVI, only its four ambiguity kinds, severity from 0.3,
+    the same layout and ground truth; the same seed gives the same bytes."""
+    assert main(["synth", "--out", str(tmp_path / "a"), "--videos", "8", "--classes", "2", "--seed", "1",
+                 "--benchmark", "shapes"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    files = sorted((tmp_path / "a").rglob("*.avi"))
+    assert len(files) == 8 and not list((tmp_path / "a").rglob("*.mp4"))
+    assert summary["kind_counts"]["low_contrast"] == summary["kind_counts"]["cut"] == 0
+    assert summary["ambiguous_clips"] > 0
+    gt = pq.read_table(tmp_path / "a" / "ground_truth.parquet").to_pylist()
+    assert all((0.3 <= r["severity"] <= 1.0) if r["ambiguous"] else r["severity"] == 0.0 for r in gt)
+    frames, stream = _decode(files[0])
+    assert stream.codec_context.name == "mpeg4" and frames.shape[1:] == (96, 128, 3)
+    assert len(frames) == 16 * sum(r["video_id"] == files[0].stem for r in gt)
+    assert "v_" in (tmp_path / "a" / "trainlist01.txt").read_text().split(".avi")[0]
+    generate_dataset(str(tmp_path / "b"), SynthConfig(videos=8, classes=2, seed=1, **BENCHMARKS["shapes"]),
+                     workers=2)
+    assert all(f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes() for f in files)
+
+
 def test_class_mean_shares_of_ambiguity_follow_the_configured_range():
     assert ambiguity_rates(SynthConfig(classes=4, ambiguity=(0.1, 0.4))) == pytest.approx([0.1, 0.2, 0.3, 0.4])
 
@@ -211,6 +240,8 @@ def test_writes_to_s3(tmp_path, s3_server):
         ("seed", -1),
         ("videos", 2.0),
         ("crf", 52),
+        ("look", "sprites"),
+        ("codec", "vp9"),
     ],
 )
 def test_bad_config_raises_naming_the_argument(name, value):

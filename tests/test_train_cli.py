@@ -1,5 +1,6 @@
 """The train-teacher, distill and tune subcommands map their options onto the config dataclasses."""
 
+import dataclasses
 import os
 
 import pytest
@@ -48,3 +49,21 @@ def test_tune_ranges_and_objective():
     config = _search_config(args)
     assert (config.samples, config.k, config.lam, config.gpus_per_trial) == (4, 3, (0.5, 2.0), 0.5)
     assert config.tau == (0.5, 2.0) and config.distill.out == os.path.abspath("o")  # for the workers
+
+
+def test_tune_can_keep_the_best_auroc_and_centres_the_rate_on_the_presets():
+    args = _parse("tune", "--clips", "c", "--teacher", "t", "--out", "o", "--preset", "small", "--objective", "auroc")
+    config = _search_config(args)
+    assert config.objective == "auroc" and config.lr == pytest.approx((0.002 / 3, 0.006))  # AdamW's 0.002
+    assert _search_config(_parse("tune", "--clips", "c", "--teacher", "t", "--out", "o")).lr == pytest.approx(
+        (0.1 / 3, 0.3))  # the paper's SGD rate
+    with pytest.raises(ValueError, match="objective='loss': expected video_accuracy or auroc"):
+        dataclasses.replace(config, objective="loss")
+
+
+def test_distill_head_decay_and_mixing_come_from_the_preset_unless_given():
+    base = ("distill", "--clips", "c", "--teacher", "t", "--out", "o", "--preset", "small")
+    small = _distill_config(_parse(*base), "o")
+    assert (small.head_decay, small.mix_gradient) == (5.0, True)
+    given = _distill_config(_parse(*base, "--head-decay", "1.25", "--no-mix-gradient"), "o")
+    assert (given.head_decay, given.mix_gradient) == (1.25, False)

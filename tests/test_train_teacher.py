@@ -113,3 +113,25 @@ def test_baseline_methods_train_one_epoch(s3_server, teacher, clips, method, fra
     assert metrics["epoch"] == 1 and 0 <= metrics["val_clip_accuracy"] <= 1 and np.isfinite(metrics["train_loss"])
     # st_conf's DeVries λ moves every step from its initial 0.1; the other methods leave it alone
     assert (state["devries_lambda"] != 0.1) == (method == "st_conf")
+
+
+@pytest.mark.parametrize("head_decay", [5.0, 2.0])
+def test_the_confidence_heads_rate_falls_by_head_decay_every_epoch(teacher, clips, head_decay, tmp_path):
+    from raycondi.train.data import read_split
+    from raycondi.train.distill import distill_loop, prepare_inputs
+
+    config = DistillConfig(clips=clips, teacher=f"{teacher}/model", out=str(tmp_path), student_kwargs={"width": 0.25},
+                           epochs=2, batch_size=8, lr=0.02, head_decay=head_decay)
+    model_config, logits, _ = prepare_inputs(config)
+    states = []
+    datasets = {split: read_split(clips, split) for split in ("train", "val")}
+    distill_loop(config, model_config, logits, datasets,
+                 lambda metrics, directory: states.append(torch.load(f"{directory}/train_state.pt",
+                                                                     weights_only=True)), None)
+    rates = [group["lr"] for state in states for group in state["optimizer"]["param_groups"]]
+    assert rates == pytest.approx([0.02 / 1.25, 0.02 / head_decay, 0.02 / 1.25**2, 0.02 / head_decay**2])
+
+
+def test_head_decay_below_one_is_refused():
+    with pytest.raises(ValueError, match="head_decay=0.5: must be >= 1"):
+        DistillConfig(clips="c", teacher="t", out="o", head_decay=0.5)

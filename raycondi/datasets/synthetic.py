@@ -38,7 +38,8 @@ follow proportions drawn per video, so a video can be dominated by one kind; dis
 carry a consistent wrong signal that drags dense averaging towards a wrong class.
 
 Videos are H.264 (yuv420p, x264 with one thread, so a seed gives byte-identical files) in MP4 with the
-index in front, written in the UCF-101 layout::
+index in front (or, with ``codec="mpeg4"``, MPEG-4 part 2 in AVI, as UCF-101 ships), written in the UCF-101
+layout::
 
     classInd.txt        "1 MoveLeft" lines
     trainlist01.txt     "MoveLeft/v_MoveLeft_g02_c01.mp4 1" lines
@@ -73,6 +74,7 @@ from raycondi.video.storage import StorageOptions, join, write_bytes
 __all__ = [
     "ACTIONS",
     "AMBIGUITY_KINDS",
+    "BENCHMARKS",
     "SynthConfig",
     "SynthSummary",
     "ambiguity_rates",
@@ -81,6 +83,8 @@ __all__ = [
 ]
 
 AMBIGUITY_KINDS: tuple[str, ...] = ("occlusion", "noise", "frozen", "low_contrast", "distractor", "cut")
+LOOKS: tuple[str, ...] = ("blobs", "shapes")
+CODECS: dict[str, tuple[str, str, str]] = {"h264": (".mp4", "mp4", "libx264"), "mpeg4": (".avi", "avi", "mpeg4")}
 
 # A motion maps (rng, s, r) to per-frame (x, y, scale, angle): s is the time within the segment in [0, 1],
 # r the actor's radius in stage units at scale 1; x, y are in stage units (the central square of the
@@ -224,6 +228,9 @@ class SynthConfig:
     ambiguous segment's severity (see the module docstring; ``(1.0, 1.0)`` leaves no trace of the class in any).
     ``keyint``: None puts a keyframe every 2 s and at every clip (x264's scene cuts, as each clip is drawn
     afresh); a number puts one exactly every ``keyint`` frames (a long GOP, as real footage has).
+    ``look``: ``"blobs"`` (striped lobed blobs over 1/f noise, the default benchmark) or ``"shapes"`` (flat
+    polygons with a border over panning colour gratings). ``codec``: ``"h264"`` (MP4) or ``"mpeg4"`` (MPEG-4 part
+    2 in AVI, as UCF-101 ships). :data:`BENCHMARKS` names the two embedded benchmarks.
     """
 
     videos: int = 200
@@ -245,6 +252,8 @@ class SynthConfig:
     keyint: int | None = None
     appearance: str = "clip"
     severity: tuple[float, float] = (0.4, 1.0)
+    look: str = "blobs"
+    codec: str = "h264"
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, reason: str) -> None:
@@ -289,6 +298,21 @@ class SynthConfig:
         check("keyint", self.keyint is None or (type(self.keyint) is int and self.keyint >= 1),
               "must be None or a positive integer")
         check("appearance", self.appearance in ("clip", "video"), "must be 'clip' or 'video'")
+        check("look", self.look in LOOKS, f"must be one of {', '.join(LOOKS)}")
+        check("codec", self.codec in CODECS, f"must be one of {', '.join(CODECS)}")
+
+    @property
+    def suffix(self) -> str:
+        """The videos' file extension: ``.mp4`` (H.264) or ``.avi`` (MPEG-4 part 2)."""
+        return CODECS[self.codec][0]
+
+
+BENCHMARKS: dict[str, dict] = {
+    "default": {},
+    # nobody tuned on this one: other actors and backgrounds, MPEG-4 in AVI, another ambiguity mix and rate
+    "shapes": {"look": "shapes", "codec": "mpeg4", "kinds": ("occlusion", "noise", "frozen", "distractor"),
+               "ambiguity": (0.2, 0.6), "severity": (0.3, 1.0)},
+}
 
 
 @dataclass(frozen=True)
@@ -332,6 +356,7 @@ class _Actor:
     stripes: float  # cycles per radius
     stripe_angle: float
     colours: np.ndarray  # (2, 3) float32 in [0, 255]
+    sides: int = 0  # a polygon with a border (look "shapes"), or 0: the lobed striped blob
 
 
 def _colour(rng: np.random.Generator, bright: bool) -> np.ndarray:
@@ -343,9 +368,13 @@ def _colour(rng: np.random.Generator, bright: bool) -> np.ndarray:
     return (255 * value * rgb).astype(np.float32)
 
 
-def _draw_actor(rng: np.random.Generator, bright: bool) -> _Actor:
+def _draw_actor(rng: np.random.Generator, bright: bool, look: str = "blobs") -> _Actor:
     c = _colour(rng, bright)
     second = c * rng.uniform(0.35, 0.55) if bright else c + (255 - c) * rng.uniform(0.35, 0.55)
+    if look == "shapes":
+        return _Actor(radius=rng.uniform(0.12, 0.17), aspect=rng.uniform(0.7, 1.0), lobes=0, lobe_depth=0.0,
+                      stripes=0.0, stripe_angle=0.0, colours=np.stack([c, second]).astype(np.float32),
+                      sides=int(rng.integers(3, 7)))
     return _Actor(
         radius=rng.uniform(0.11, 0.16),
         aspect=rng.uniform(0.55, 0.95),
@@ -393,9 +422,24 @@ def _scene(rng: np.random.Generator, height: int, width: int, *, speed: tuple[fl
 
 
 def _background(rng: np.random.Generator, config: SynthConfig) -> _Scene:
-    """The slowly panning textured background behind the actor."""
+    """The slowly panning background behind the actor: 1/f noise, or for look "shapes" a colour grating."""
+    if config.look == "shapes":
+        return _grating(rng, config.height, config.width)
     return _scene(rng, config.height, config.width, speed=(0.15, 0.9), beta=rng.uniform(1.6, 2.4),
                   base_range=(80, 170), gain_range=(14, 28))
+
+
+def _grating(rng: np.random.Generator, height: int, width: int) -> _Scene:
+    """Two crossed sinusoidal gratings of two drawn colours (whole cycles across the tile, so it wraps), a
+    little noise, panning slowly."""
+    y, x = np.mgrid[0 : 2 * height, 0 : 2 * width].astype(np.float32)
+    waves = sum(np.sin(2 * math.pi * (rng.integers(1, 5) * x / (2 * width) + rng.integers(1, 5) * y / (2 * height))
+                       + rng.uniform(0, 2 * math.pi)) for _ in range(2)) / 2
+    a, b = _colour(rng, bool(rng.uniform() < 0.5)), rng.uniform(70, 180, 3).astype(np.float32)
+    mix = (0.5 + 0.35 * waves)[..., None]
+    picture = a * mix + b * (1 - mix) + 6 * _texture(rng, 2 * height, 2 * width, 1.0)[..., None]
+    angle, v = rng.uniform(0, 2 * math.pi), rng.uniform(0.15, 0.9) * min(height, width) / 96
+    return _Scene(tiles=np.tile(picture.astype(np.float32), (2, 2, 1)), velocity=(v * math.cos(angle), v * math.sin(angle)))
 
 
 def _paint(canvas: np.ndarray, actor: _Actor, track: tuple[np.ndarray, ...], stage: int, offset: tuple[float, float],
@@ -417,10 +461,15 @@ def _paint(canvas: np.ndarray, actor: _Actor, track: tuple[np.ndarray, ...], sta
     cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
     lx, ly = cos * dx + sin * dy, (cos * dy - sin * dx) / actor.aspect
     rho = np.sqrt(lx**2 + ly**2)
-    edge = 1 - actor.lobe_depth * (1 - np.cos(actor.lobes * np.arctan2(ly, lx))) / 2
+    if actor.sides:  # a regular polygon's boundary in polar form; the border is the outer 30 %
+        sector = 2 * math.pi / actor.sides
+        edge = math.cos(sector / 2) / np.cos(np.arctan2(ly, lx) % sector - sector / 2)
+        mix = np.clip((0.7 * edge - rho) * r[:, None, None] + 0.5, 0, 1).astype(np.float32)[..., None]
+    else:
+        edge = 1 - actor.lobe_depth * (1 - np.cos(actor.lobes * np.arctan2(ly, lx))) / 2
+        phase = lx * math.cos(actor.stripe_angle) + ly * math.sin(actor.stripe_angle)
+        mix = np.clip(0.5 + 2 * np.sin(2 * math.pi * actor.stripes * phase), 0, 1).astype(np.float32)[..., None]
     alpha = (np.clip((edge - rho) * r[:, None, None] + 0.5, 0, 1) * opacity).astype(np.float32)[..., None]
-    phase = lx * math.cos(actor.stripe_angle) + ly * math.sin(actor.stripe_angle)
-    mix = np.clip(0.5 + 2 * np.sin(2 * math.pi * actor.stripes * phase), 0, 1).astype(np.float32)[..., None]
     colour = actor.colours[0] * mix + actor.colours[1] * (1 - mix)
     index = (np.arange(t_len)[:, None, None], v[:, :, None], u[:, None, :])
     canvas[index] = canvas[index] * (1 - alpha) + colour * alpha
@@ -456,7 +505,7 @@ class _Video:
         s = np.linspace(0.0, 1.0, cfg.clip_len)
         if cfg.appearance == "clip":
             scene = _background(rng, cfg)
-            actor = _draw_actor(rng, bright=scene.tiles.mean() < 125)
+            actor = _draw_actor(rng, scene.tiles.mean() < 125, cfg.look)
         else:
             scene, actor = self.scene, self.actor  # drawn once per video
         track = ACTIONS[names[self.label]](rng, s, actor.radius)
@@ -519,8 +568,8 @@ def _plan(config: SynthConfig, index: int) -> _Video:
         rng=rng,
         label=label,
         scene=scene,
-        actor=_draw_actor(rng, bright),
-        distractor_actor=_draw_actor(rng, bool(rng.uniform() < 0.5)),
+        actor=_draw_actor(rng, bright, config.look),
+        distractor_actor=_draw_actor(rng, bool(rng.uniform() < 0.5), config.look),
         distractor_label=int((label + rng.integers(1, config.classes)) % config.classes),
         cut_scene=_scene(rng, config.height, config.width, speed=(1.5, 3.0), beta=rng.uniform(0.9, 1.3),
                          base_range=(60, 190), gain_range=(35, 60)),
@@ -537,19 +586,22 @@ def _x264_params(config: SynthConfig) -> str:
 
 
 def _render(config: SynthConfig, index: int) -> tuple[bytes, list[str], list[float]]:
-    """Encode video ``index`` to MP4 bytes; return them with the kind and the severity of every clip."""
+    """Encode video ``index`` (MP4 or AVI bytes); return them with the kind and the severity of every clip."""
     video = _plan(config, index)
     severities = []
+    suffix, container, codec = CODECS[config.codec]
+    if codec == "libx264":
+        muxing = {"movflags": "+faststart", "fflags": "+bitexact"}
+        encoding = {"crf": str(config.crf), "preset": "veryfast", "x264-params": _x264_params(config)}
+    else:  # MPEG-4 part 2: constant quantiser (crf 23 ~ qscale 4), a keyframe every 2 s or every keyint
+        muxing = {"fflags": "+bitexact"}
+        encoding = {"qscale": str(max(1, min(31, config.crf // 6))), "g": str(config.keyint or 2 * config.fps)}
     with tempfile.TemporaryDirectory(prefix="raycondi-synth-") as tmp:
-        path = os.path.join(tmp, "video.mp4")
+        path = os.path.join(tmp, "video" + suffix)
         # +faststart puts the index first (streamable from object storage); it rewrites the file, so
         # the muxer needs a real path. bitexact keeps library version strings out of the file.
-        with av.open(path, "w", format="mp4", options={"movflags": "+faststart", "fflags": "+bitexact"}) as out:
-            stream = out.add_stream(
-                "libx264",
-                rate=config.fps,
-                options={"crf": str(config.crf), "preset": "veryfast", "x264-params": _x264_params(config)},
-            )
+        with av.open(path, "w", format=container, options=muxing) as out:
+            stream = out.add_stream(codec, rate=config.fps, options=encoding)
             stream.width, stream.height, stream.pix_fmt = config.width, config.height, "yuv420p"
             stream.codec_context.thread_count = 1
             for i in range(len(video.kinds)):
@@ -578,7 +630,7 @@ def _names(config: SynthConfig) -> list[tuple[str, str, bool]]:
         c, k = index % config.classes, index // config.classes
         group, clip = divmod(k, config.clips_per_group)
         video_id = f"v_{classes[c]}_g{group + 1:02d}_c{clip + 1:02d}"
-        out.append((video_id, f"{classes[c]}/{video_id}.mp4", group < test_groups[c]))
+        out.append((video_id, f"{classes[c]}/{video_id}{config.suffix}", group < test_groups[c]))
     return out
 
 

@@ -20,7 +20,7 @@ step by ``devries_next_lambda`` from the batch's ``confidence_penalty``; each wo
 its batches and rank 0's value is checkpointed.
 
 Learning rates (Sec. IV-A): two parameter groups starting at ``lr``; at epoch e (from 0) the confidence
-head's is ``lr / 5**e`` and the rest's ``lr / 1.25**e``.
+head's is ``lr / head_decay**e`` (the paper's 5) and the rest's ``lr / 1.25**e``.
 
 Validation each epoch, from the stored val logits: student clip accuracy, AUROC of the method's score for
 z (Eq. 1), the teacher's dense video accuracy and the video accuracy when the top-K clips by the score go
@@ -74,6 +74,9 @@ class DistillConfig(runtime.TrainOptions):
             (``CheckpointConfig.frame_step``); 1 is the paper's input, more lets the labelling job skim.
         method: one of :data:`raycondi.strategies.METHODS`.
         lam, mu, tau: λ, μ, τ of the losses (paper: 1.5, 1.5, 0.9).
+        head_decay: the confidence head's learning rate is divided by this every epoch (paper: 5, written
+            for a 50-epoch schedule; in a 5-epoch one the head trains at full rate for about one epoch).
+        mix_gradient: condi_sr only; False detaches Eq. 5's weight (a variant, see ``condi_sr_loss``).
         ks: the K of the validation video accuracies.
 
     Schedule and resources: the fields of :class:`~raycondi.train.runtime.TrainOptions` (``finetune``
@@ -90,11 +93,15 @@ class DistillConfig(runtime.TrainOptions):
     lam: float = 1.5
     mu: float = 1.5
     tau: float = 0.9
+    head_decay: float = 5.0
+    mix_gradient: bool = True
     ks: tuple[int, ...] = (1, 3, 5)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r}: expected one of {', '.join(METHODS)}")
+        if self.head_decay < 1:
+            raise ValueError(f"head_decay={self.head_decay!r}: must be >= 1 (the head's rate never grows)")
         runtime.make_paths_absolute(self, "clips", "teacher", "out", "finetune")
 
 
@@ -103,7 +110,8 @@ class DistillConfig(runtime.TrainOptions):
 def _condi_sr(
     logits: Tensor, confidence: Tensor, teacher: Tensor, labels: Tensor, c: DistillConfig, _: float
 ) -> Tensor:
-    return condi_sr_loss(logits, confidence, teacher, labels, tau=c.tau, lam=c.lam, mu=c.mu)
+    return condi_sr_loss(logits, confidence, teacher, labels, tau=c.tau, lam=c.lam, mu=c.mu,
+                         mix_gradient=c.mix_gradient)
 
 
 def _st_ent(
@@ -176,7 +184,8 @@ def distill_loop(
     optimizer = runtime.optimizer(
         config.optimizer, [{"params": rest}, {"params": head}], config.lr, config.momentum, config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [lambda e: 1.25**-e, lambda e: 5.0**-e])
+    decay = config.head_decay
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [lambda e: 1.25**-e, lambda e: decay**-e])
     state = runtime.restore(checkpoint, model, optimizer, scheduler)
     lam_dv = state.get("devries_lambda", DEVRIES_INITIAL_LAMBDA)
     train_logits = load_teacher_logits(logits_uri, "train", config.storage)

@@ -38,6 +38,8 @@ class Preset:
     optimizer: str = "sgd"
     flip: bool = True
     lam: float = 1.5
+    head_decay: float = 5.0
+    mix_gradient: bool = True
 
 
 PRESETS: dict[str, Preset] = {

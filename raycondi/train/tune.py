@@ -1,9 +1,11 @@
-"""The λ/μ/τ/learning-rate search with Ray Tune, ASHA on the epoch, objective the val video accuracy at K.
+"""The λ/μ/τ/learning-rate search with Ray Tune, ASHA on the epoch, objective the val video accuracy at K or the
+val AUROC of the method's score for z (``objective="auroc"``: what makes a sampler pick the teacher's right clips,
+and a smoother signal than the accuracy of a few hundred validation videos).
 
 ``search(SearchConfig(...))`` samples ``samples`` configurations from the ranges (λ, μ, τ uniform, the
 learning rate log-uniform; defaults around the paper's 1.5, 1.5, 0.9 and 0.1), runs each as a Tune trial,
 stops the poor ones early with ASHA (``time_attr="epoch"``), and keeps the best by
-``val_video_accuracy_k{k}``. The experiment lives in ``{out}/tune``; calling ``search`` again with the same
+``val_video_accuracy_k{k}`` (or ``val_auroc``). The experiment lives in ``{out}/tune``; calling ``search`` again with the same
 ``out`` restores it (``Tuner.can_restore``/``Tuner.restore``, errored trials resumed) instead of starting
 over. At the end the best trial's student is copied to ``{out}/best/model`` and ``{out}/best.json`` records
 its configuration, its score and both checkpoint locations.
@@ -42,6 +44,7 @@ class SearchConfig:
     out: str
     samples: int = 8
     k: int = 1
+    objective: str = "video_accuracy"
     lam: tuple[float, float] = (0.5, 2.5)
     mu: tuple[float, float] = (1.0, 2.0)
     tau: tuple[float, float] = (0.5, 2.0)
@@ -56,6 +59,8 @@ class SearchConfig:
             low, high = getattr(self, name)
             if not 0 <= low <= high or (name in ("tau", "lr") and low <= 0):
                 raise ValueError(f"{name}={getattr(self, name)}: expected 0 <= low <= high (> 0 for tau, lr)")
+        if self.objective not in ("video_accuracy", "auroc"):
+            raise ValueError(f"objective={self.objective!r}: expected video_accuracy or auroc")
         if self.k not in self.distill.ks:
             raise ValueError(f"k={self.k}: the distillation evaluates K in {self.distill.ks} only")
 
@@ -77,7 +82,7 @@ def search(config: SearchConfig) -> dict:
         tune.with_parameters(_trial, base=base, model=model, logits=logits, datasets=datasets),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
     )
-    metric = f"val_video_accuracy_k{config.k}"
+    metric = "val_auroc" if config.objective == "auroc" else f"val_video_accuracy_k{config.k}"
     filesystem, path = resolve(config.out, base.storage)
     experiment = f"{path.rstrip('/')}/tune"
     if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
