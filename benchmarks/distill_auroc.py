@@ -57,14 +57,15 @@ def equidistant_accuracy(predictions: dict[str, np.ndarray], teacher_logits: np.
     return video_accuracy(videos, clips, predictions["label"], probs / probs.sum(1, keepdims=True), chosen, k)
 
 
-def gradient_sources(predictions: dict[str, np.ndarray], teacher_logits: np.ndarray, lam: float) -> dict:
+def gradient_sources(predictions: dict[str, np.ndarray], teacher_logits: np.ndarray, lam: float, mu: float = 1.5,
+                     tau: float = 0.9) -> dict:
     """Where ConDi-SR's loss pushes the confidence logit on these clips: the share of its gradient's magnitude
     that comes through Eq. 5's mixing (the KD term) and the share of clips where KD and λ·BCE agree in sign."""
     logit = torch.tensor(predictions["confidence_logit"], dtype=torch.float64, requires_grad=True)
     args = (torch.tensor(predictions["logits"], dtype=torch.float64), logit,
             torch.tensor(teacher_logits, dtype=torch.float64), torch.tensor(predictions["label"]))
-    (kd,) = torch.autograd.grad(condi_sr_loss(*args, lam=0.0), logit)
-    (total,) = torch.autograd.grad(condi_sr_loss(*args, lam=lam), logit)
+    (kd,) = torch.autograd.grad(condi_sr_loss(*args, lam=0.0, mu=mu, tau=tau), logit)
+    (total,) = torch.autograd.grad(condi_sr_loss(*args, lam=lam, mu=mu, tau=tau), logit)
     bce = total - kd
     return {"grad_share_kd": float(kd.abs().sum() / (kd.abs().sum() + bce.abs().sum())),
             "grad_agree": float((torch.sign(kd) == torch.sign(bce)).double().mean())}
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--distill-epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--lam", type=float, default=None, help="λ (default: the small preset's)")
+    parser.add_argument("--mu", type=float, default=1.5, help="μ (default: the paper's 1.5)")
+    parser.add_argument("--tau", type=float, default=0.9, help="τ (default: the paper's 0.9)")
     parser.add_argument("--head-decay", type=float, default=None,
                         help="the confidence head's per-epoch learning-rate divisor (default: the small preset's)")
     parser.add_argument("--mix-gradient", action=argparse.BooleanOptionalAction, default=None,
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
             out = join(args.out, f"{method}{step}{args.tag}_seed{seed}")
             result = distill(DistillConfig(
                 clips=clips, teacher=teacher, out=out, student=preset.student, student_kwargs=student_kwargs,
-                frame_step=args.frame_step, method=method, lam=lam, head_decay=head_decay,
+                frame_step=args.frame_step, method=method, lam=lam, mu=args.mu, tau=args.tau, head_decay=head_decay,
                 mix_gradient=mix_gradient,
                 epochs=args.distill_epochs or preset.distill_epochs, seed=seed, **common))
             timings[f"{method}_seed{seed}_s"] = time.time() - start
@@ -166,8 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
             if method == "condi_sr":
                 val = runtime.predict(student, read_split(clips, "val"), config, runtime.device(), 64)
                 val_logits = load_teacher_logits(teacher_logits_uri(clips, teacher), "val")
-                per_seed[seed][method].update(
-                    gradient_sources(val, val_logits.lookup(val["video_id"], val["clip_index"]), lam))
+                val_teacher = val_logits.lookup(val["video_id"], val["clip_index"])
+                per_seed[seed][method].update(gradient_sources(val, val_teacher, lam, args.mu, args.tau))
         _table(f"seed {seed}", per_seed[seed])
     if started:
         ray.shutdown()
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"condi_sr AUROC > {other} AUROC in {wins[other]} of {len(args.seeds)} seed(s); mean "
               f"{mean['condi_sr']['auroc']:.4f} vs {mean[other]['auroc']:.4f}")
     record = {**provenance("distill_auroc", argv), "split": "test", "benchmark": args.benchmark, "preset": "small",
-              "lam": lam, "head_decay": head_decay, "mix_gradient": mix_gradient,
+              "lam": lam, "mu": args.mu, "tau": args.tau, "head_decay": head_decay, "mix_gradient": mix_gradient,
               "student": preset.student, "student_kwargs": student_kwargs, "frame_step": args.frame_step,
               "severity": args.severity, "teacher": preset.teacher,
               "teacher_kwargs": dict(preset.teacher_kwargs), "seeds": args.seeds,

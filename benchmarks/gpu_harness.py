@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     dense = rows[0]["videos_per_s"]
     for row in rows:
         row["vs_dense"] = row["videos_per_s"] / dense
-    print(f"{'strategy':10} {'candidates':10} {'decoder':7} {'videos/s':>9} {'x Dense':>8} {'GPU stage':>9} {'NVML':>6} "
-          f"{'decode bound':>12} {'of bound':>8}")
+    print(f"{'strategy':10} {'candidates':10} {'decoder':7} {'videos/s':>9} {'x Dense':>8} {'GPU stage':>9} "
+          f"{'NVML':>6} {'decode bound':>12} {'of bound':>8}")
     for r in rows:
         nvml = f"{r['nvml_busy']:6.2f}" if r["nvml_busy"] is not None else f"{'-':>6}"
         print(f"{r['strategy']:10} {r['candidates']:10} {r['decoder']:7} {r['videos_per_s']:9.3f} {r['vs_dense']:8.2f} "

@@ -439,7 +439,8 @@ def _grating(rng: np.random.Generator, height: int, width: int) -> _Scene:
     mix = (0.5 + 0.35 * waves)[..., None]
     picture = a * mix + b * (1 - mix) + 6 * _texture(rng, 2 * height, 2 * width, 1.0)[..., None]
     angle, v = rng.uniform(0, 2 * math.pi), rng.uniform(0.15, 0.9) * min(height, width) / 96
-    return _Scene(tiles=np.tile(picture.astype(np.float32), (2, 2, 1)), velocity=(v * math.cos(angle), v * math.sin(angle)))
+    return _Scene(tiles=np.tile(picture.astype(np.float32), (2, 2, 1)),
+                  velocity=(v * math.cos(angle), v * math.sin(angle)))
 
 
 def _paint(canvas: np.ndarray, actor: _Actor, track: tuple[np.ndarray, ...], stage: int, offset: tuple[float, float],

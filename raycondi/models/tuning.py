@@ -4,7 +4,8 @@ model from measurements where it will run.
 The fastest setting differs per model and per GPU: on an H100 the paper's ResNeXt-101 teacher is slower in bf16
 than in fp32 (grouped 3D convolutions), while the depthwise students gain from bf16 and from CUDA graphs, whose
 small kernels leave the GPU idle between launches in eager mode. So nothing is assumed: :func:`tune` times the
-candidate settings (:data:`raycondi.inference.CHOICES`) on a batch of the model's own input shape and keeps the fastest. The choices:
+candidate settings (:data:`raycondi.inference.CHOICES`) on a batch of the model's own input shape and keeps the
+fastest. The choices:
 
 * ``auto``: fp32 and bf16 autocast, each contiguous and ``channels_last_3d``, eager (a few seconds per model);
 * ``auto-compile``: those and ``torch.compile`` (default mode and ``reduce-overhead``, i.e. CUDA graphs) of the

@@ -1,11 +1,13 @@
 """The Ray Data labelling pipeline: videos in object storage -> one Parquet row per video (``raycondi label``).
 
 Modules, one job each: :mod:`~raycondi.pipeline.config` (:class:`LabelConfig`, :class:`LabelSummary`),
-:mod:`~raycondi.pipeline.inputs` (the videos to label), :mod:`~raycondi.pipeline.topk` and
-:mod:`~raycondi.pipeline.spool` (the two selection algorithms), :mod:`~raycondi.pipeline.plans` (what each
-strategy decodes), :mod:`~raycondi.pipeline.stages` (the per-video logic and the actors), :mod:`~raycondi.pipeline.plan` (pool sizes), :mod:`~raycondi.pipeline.label` (the
-driver), :mod:`~raycondi.pipeline.schema` (the output columns) and :mod:`~raycondi.pipeline.sink` (the Parquet
-writer and the resume check). The names below are importable from here; the ones that need torch or Ray are
+:mod:`~raycondi.pipeline.inputs` (the videos to label), :mod:`~raycondi.pipeline.checks` (the checkpoints'
+checks), :mod:`~raycondi.pipeline.topk` and :mod:`~raycondi.pipeline.spool` (the two selection algorithms),
+:mod:`~raycondi.pipeline.plans` (what each strategy decodes), :mod:`~raycondi.pipeline.stages` (the per-video
+logic and the CPU layouts' actors), :mod:`~raycondi.pipeline.gpu` (the GPU layout's actors),
+:mod:`~raycondi.pipeline.plan` (pool sizes), :mod:`~raycondi.pipeline.label` (the driver),
+:mod:`~raycondi.pipeline.schema` (the output columns) and :mod:`~raycondi.pipeline.sink` (the Parquet writer and
+the resume check). The names below are importable from here; the ones that need torch or Ray are
 loaded on first use, so that Ray's write workers, which unpickle the sink, never import torch, and the per-video
 logic and the stages run where Ray is not installed (``benchmarks/gpu_harness.py``).
 """

@@ -18,13 +18,14 @@ The parts, one job each:
 ==============================  ===================================================================
 :mod:`~raycondi.pipeline.config`   :class:`LabelConfig` and :class:`LabelSummary`
 :mod:`~raycondi.pipeline.inputs`   :func:`list_videos`: a prefix or a dataset -> ``(video_id, uri)``
+:mod:`~raycondi.pipeline.checks`   :func:`check_models`: what the two checkpoints must share
 :mod:`~raycondi.pipeline.topk`     the samplers' streaming top-K heap (memory O(K))
 :mod:`~raycondi.pipeline.spool`    the teacher-only strategies, which need N before they choose
 :mod:`~raycondi.pipeline.stages`   the per-video logic and the three CPU-layout actor classes
 :mod:`~raycondi.pipeline.gpu`      the GPU layout's two actor classes
 :mod:`~raycondi.pipeline.plan`     actor pool sizes from the cluster's nodes
 :mod:`~raycondi.pipeline.sink`     atomic Parquet files and the resume check
-this module                        the checks, the Ray wiring and the summary
+this module                        the Ray wiring and the summary
 ==============================  ===================================================================
 
 Design notes
@@ -38,10 +39,11 @@ Design notes
 * **The evaluation's rules.** Clips are chosen by the rule :mod:`raycondi.strategies` gives the strategy,
   through the same :mod:`raycondi.selection` functions the evaluation calls (and its per-video random
   generator), so a run labels each video as ``evaluate``'s row of that strategy counted it.
-* **Memory is O(K) per video**, whatever its length: the decoder holds at most two clips, the student at
-  most ``student_batch_size``, the heap K; only the K_t selected clips travel between stages. Clips are never
-  fanned out as rows (no ``groupby`` shuffle of pixels). ``dense`` sends all N clips to the teacher and so
-  holds all of them in its row: it costs O(N) memory, as it costs N teacher clips.
+* **Memory is O(K) per video** in the CPU layouts, whatever its length: the decoder holds at most two clips,
+  the student at most ``student_batch_size``, the heap K; only the K_t selected clips travel between stages.
+  Clips are never fanned out as rows (no ``groupby`` shuffle of pixels). ``dense`` sends all N clips to the
+  teacher and so holds all of them in its row: it costs O(N) memory, as it costs N teacher clips. The GPU
+  layout holds a video's candidates while it is in flight (:mod:`~raycondi.pipeline.gpu`).
 * **Failures are rows.** A :class:`~raycondi.video.decode.VideoDecodeError` (which covers unreadable and
   missing files; a video can fail after some clips were decoded and then fails as a whole) becomes a row
   with ``status="error"`` and the reason. Other exceptions are bugs and fail the job.

@@ -4,7 +4,8 @@ With GPUs: one GPU actor per GPU (``GPUScoreSelectPredict`` for the samplers, :m
 ``TeacherPredict`` for the teacher-only strategies, or with ``student_gpus``), and CPU actors (``DecodeClips``, or
 ``ScoreAndSelect``) on the CPUs the GPU actors leave, counted per node -- the CPU-only nodes first, where Ray's
 scheduler puts actors that ask for no GPU (it avoids GPU nodes for them while CPU nodes have room), then the GPU
-nodes' spare CPUs. Without GPUs: one fused ``ScoreSelectPredict`` actor per ``cpus_per_actor`` CPUs. No pool is larger than the number of videos to label.
+nodes' spare CPUs. Without GPUs: one fused ``ScoreSelectPredict`` actor per ``cpus_per_actor`` CPUs. No pool is
+larger than the number of videos to label.
 Every number can be overridden through :class:`~raycondi.pipeline.config.LabelConfig`. The plan is logged
 (logger ``raycondi.label``) and recorded in the summary.
 """
