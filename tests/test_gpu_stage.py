@@ -166,3 +166,14 @@ def test_gpu_stage_rows_are_the_fused_stage_rows(tmp_path, options):
                 np.testing.assert_allclose(value, want[column], rtol=1e-5, atol=1e-6)
             else:
                 assert value == want[column], column
+
+
+def test_student_batches_run_across_videos_copying_only_what_spans_two():
+    from raycondi.pipeline.stages import _batches
+
+    parts = [np.arange(5), np.arange(5, 7), np.arange(7, 15)]
+    batches = list(_batches(parts, 4))
+    assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14]]
+    assert np.shares_memory(batches[0], parts[0]) and np.shares_memory(batches[2], parts[2])  # views, no copy
+    assert not np.shares_memory(batches[1], parts[0])
+    assert list(_batches([np.arange(0)], 4)) == []

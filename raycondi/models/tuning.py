@@ -57,9 +57,10 @@ class TunedModel:
             x = x.contiguous(memory_format=self.memory_format)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.settings.dtype == "bf16"):
             output = self.run(x)
-        if isinstance(output, tuple):
-            return tuple(o[:n].float().clone() for o in output)  # clone: a CUDA graph reuses its output buffers
-        return output[:n].float().clone()
+        graphed = self.settings.compile == "cuda_graphs"  # a CUDA graph reuses its output buffers: copy them out
+        outputs = [(o[:n].float().clone() if graphed else o[:n].float())
+                   for o in (output if isinstance(output, tuple) else (output,))]
+        return tuple(outputs) if isinstance(output, tuple) else outputs[0]
 
 
 def _seconds(model: TunedModel, x: torch.Tensor, iters: int) -> float:

@@ -130,7 +130,7 @@ class GPUScoreSelectPredict:
         ok = [found for _, found in videos if found is not None]
         started = time.perf_counter()
         if ok:  # one run over every candidate of the batch: full batches across video boundaries
-            probs, confidence = self.student(np.concatenate([f.frames for f in ok]), config.student_batch_size)
+            probs, confidence = self.student([f.frames for f in ok], config.student_batch_size)
         seconds_per_clip = (time.perf_counter() - started) / max(1, sum(len(f.clips) for f in ok))
         selections, offset = [], 0
         for row, found in videos:

@@ -17,6 +17,7 @@ three typed hand-off columns.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,14 +162,14 @@ class LoadedModel:
         self.name = f"{self.config.architecture} ({uri})"
         self.tuned: TunedModel | None = None
 
-    def __call__(self, frames: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(probs (n, C), z̃ (n,))`` for ``n`` clips in forward passes of ``batch_size`` (z̃ empty for a
-        plain classifier)."""
+    def __call__(self, frames: np.ndarray | list[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(probs (n, C), z̃ (n,))`` for ``n`` clips (one array, or several read as one) in forward passes of
+        ``batch_size`` (z̃ empty for a plain classifier)."""
         probs = [np.empty((0, self.config.num_classes), np.float32)]
         confidence = [np.empty(0, np.float32)]
         with torch.inference_mode():
-            for i in range(0, len(frames), batch_size):
-                x = model_input(frames[i:i + batch_size], self.config, device=self.device)
+            for batch in _batches(frames if isinstance(frames, list) else [frames], batch_size):
+                x = model_input(batch, self.config, device=self.device)
                 if self.tuned is None:
                     example = torch.cat([x, x[:1].expand(max(0, batch_size - len(x)), *x.shape[1:])])
                     self.tuned = tune(self.model, example, self.inference, name=self.name)[0]
@@ -178,6 +179,24 @@ class LoadedModel:
                 if z is not None:
                     confidence.append(z.sigmoid().cpu().numpy())
         return np.concatenate(probs), np.concatenate(confidence)
+
+
+def _batches(parts: list[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The clips of ``parts``, in order, ``size`` at a time across the parts' boundaries; only a batch that
+    spans two parts is copied."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for part in parts:
+        start = 0
+        while start < len(part):
+            take = min(size - held, len(part) - start)
+            pending.append(part[start:start + take])
+            held, start = held + take, start + take
+            if held == size:
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, held = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
 def base_row(config: LabelConfig, video: dict[str, str], models: dict[str, str | None]) -> dict[str, Any]:
