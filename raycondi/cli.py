@@ -9,22 +9,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from raycondi.cli_options import add_storage_options, ray_init, size_option, storage_options
+from raycondi.cli_train import add_commands as add_train_commands
 from raycondi.pipeline.config import DECODERS, STAGES
 from raycondi.strategies import ALIASES, CANDIDATES, KEYFRAME_CLIPS, LABEL_STRATEGIES, METHODS
-
-
-def _add_storage_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--endpoint-url",
-        default=None,
-        help="S3 endpoint (MinIO, a local S3...); default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS",
-    )
-
-
-def _storage(args: argparse.Namespace):
-    from raycondi.video.storage import StorageOptions
-
-    return StorageOptions(endpoint_url=args.endpoint_url)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -34,20 +22,18 @@ def _synth(args: argparse.Namespace) -> int:
     if args.severity:
         looks["severity"] = tuple(args.severity)
     config = SynthConfig(videos=args.videos, seed=args.seed, classes=args.classes, keyint=args.keyint, **looks)
-    summary = generate_dataset(args.out, config, storage=_storage(args))
+    summary = generate_dataset(args.out, config, storage=storage_options(args))
     print(json.dumps(asdict(summary), indent=2))
     return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    import ray
-
     from raycondi.datasets.shards import prepare
     from raycondi.video.decode import ClipSpec
 
-    ray.init()
+    ray_init()
     clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride)
-    summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=_storage(args))
+    summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=storage_options(args))
     print(json.dumps(asdict(summary), indent=2))
     if summary.failed:
         print(f"{summary.failed} video(s) failed to decode; see {args.out.rstrip('/')}/failed.parquet for why")
@@ -66,7 +52,7 @@ def _label(args: argparse.Namespace) -> int:
             teacher_batch_size=args.teacher_batch_size, rows_per_file=args.rows_per_file,
             stages=args.stages, student_actors=args.student_actors, teacher_actors=args.teacher_actors,
             student_gpus=args.student_gpus, teacher_gpus=args.teacher_gpus, cpus_per_actor=args.cpus_per_actor,
-            inference=args.inference, decoder=args.decoder, storage=_storage(args),
+            inference=args.inference, decoder=args.decoder, storage=storage_options(args),
         )
         summary = label_videos(config)
     except (LabelError, ValueError) as error:
@@ -80,131 +66,6 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preset(args: argparse.Namespace):
-    """The preset named by ``--preset``; options left at None take its values."""
-    from raycondi.train.presets import PRESETS
-
-    return PRESETS[args.preset]
-
-
-def _model_kwargs(text: str | None, default) -> dict:
-    return dict(default) if text is None else json.loads(text)
-
-
-def _ray_init() -> None:
-    import ray
-
-    ray.init()
-
-
-def _run_options(args: argparse.Namespace, preset) -> dict:
-    """The options teacher training and distillation share: the preset fills what was not given."""
-    return dict(
-        batch_size=args.batch_size or preset.batch_size,
-        lr=args.lr or preset.lr,
-        optimizer=args.optimizer or preset.optimizer,
-        flip=preset.flip if args.flip is None else args.flip,
-        finetune=args.finetune,
-        workers=args.workers,
-        gpu=args.gpu,
-        cpus_per_worker=args.cpus_per_worker,
-        max_failures=args.max_failures,
-        storage=_storage(args),
-    )
-
-
-def _teacher_config(args: argparse.Namespace):
-    from raycondi.train.teacher import TeacherConfig
-
-    preset = _preset(args)
-    return TeacherConfig(
-        clips=args.clips,
-        out=args.out,
-        model=args.model or preset.teacher,
-        model_kwargs=_model_kwargs(args.model_kwargs, preset.teacher_kwargs if args.model is None else {}),
-        crop_size=args.crop_size or preset.crop_size,
-        epochs=args.epochs or preset.teacher_epochs,
-        **_run_options(args, preset),
-    )
-
-
-def _train_teacher(args: argparse.Namespace) -> int:
-    from raycondi.train.teacher import train_teacher
-    from raycondi.video.storage import join
-
-    config = _teacher_config(args)
-    _ray_init()
-    result = train_teacher(config)
-    print(json.dumps(result.metrics, indent=2, default=float))
-    print(f"teacher model: {join(args.out, 'model')}")
-    return 0
-
-
-def _distill_config(args: argparse.Namespace, out: str):
-    from raycondi.train.distill import DistillConfig
-
-    preset = _preset(args)
-    return DistillConfig(
-        clips=args.clips,
-        teacher=args.teacher,
-        out=out,
-        student=args.student or preset.student,
-        student_kwargs=_model_kwargs(args.student_kwargs, preset.student_kwargs if args.student is None else {}),
-        frame_step=args.frame_step,
-        method=args.method,
-        lam=preset.lam if args.lam is None else args.lam,
-        mu=args.mu,
-        tau=args.tau,
-        head_decay=preset.head_decay if args.head_decay is None else args.head_decay,
-        mix_gradient=preset.mix_gradient if args.mix_gradient is None else args.mix_gradient,
-        epochs=args.epochs or preset.distill_epochs,
-        **_run_options(args, preset),
-    )
-
-
-def _distill(args: argparse.Namespace) -> int:
-    from raycondi.train.distill import distill
-    from raycondi.video.storage import join
-
-    config = _distill_config(args, args.out)
-    _ray_init()
-    result = distill(config)
-    print(json.dumps(result.metrics, indent=2, default=float))
-    print(f"student model: {join(args.out, 'model')}")
-    return 0
-
-
-def _search_config(args: argparse.Namespace):
-    from raycondi.train.tune import SearchConfig
-
-    distill = _distill_config(args, args.out)
-    return SearchConfig(
-        distill=distill,
-        out=args.out,
-        samples=args.samples,
-        k=args.k,
-        objective=args.objective,
-        lam=tuple(args.lam_range),
-        mu=tuple(args.mu_range),
-        tau=tuple(args.tau_range),
-        lr=tuple(args.lr_range) if args.lr_range else (distill.lr / 3, distill.lr * 3),
-        grace_period=args.grace_period,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent_trials=args.max_concurrent_trials,
-    )
-
-
-def _tune(args: argparse.Namespace) -> int:
-    from raycondi.train.tune import search
-
-    config = _search_config(args)
-    _ray_init()
-    record = search(config)
-    print(json.dumps(record, indent=2, default=float))
-    print(f"best student: {record['checkpoint']}")
-    return 0
-
 
 def _evaluate(args: argparse.Namespace) -> int:
     from raycondi.evaluation import EvaluateConfig, EvaluationError, evaluate
@@ -217,7 +78,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             decode_videos=args.decode_videos, max_prob_student=args.max_prob_student, seek=args.seek,
             candidates=args.candidates, keyframe_clips=args.keyframe_clips,
             actors=args.actors,
-            gpu=args.gpu, batch_size=args.batch_size, storage=_storage(args),
+            gpu=args.gpu, batch_size=args.batch_size, storage=storage_options(args),
         )
         summary = evaluate(config)
     except (EvaluationError, ValueError, FileNotFoundError) as error:
@@ -236,6 +97,81 @@ def _quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_weights(args: argparse.Namespace) -> int:
+    from raycondi.models.checkpoint import CheckpointError
+    from raycondi.models.imports import ImportConfig, import_weights
+
+    try:
+        summary = import_weights(ImportConfig(
+            source=args.source, out=args.out, architecture=args.architecture, model_kwargs=dict(args.option),
+            classes=args.classes, clip_len=args.clip_len, crop_size=args.crop_size, resize=args.resize,
+            mean=args.mean, std=args.std, student=args.student, format=args.format,
+            torchvision_weights=args.torchvision_weights, new_classifier=args.new_classifier,
+            storage=storage_options(args),
+        ))
+    except (CheckpointError, ValueError) as error:
+        print(f"raycondi import-weights: {error}", file=sys.stderr)
+        return 2
+    c = summary.config
+    names = f" ({', '.join(c.class_names[:3])}, ...)" if c.class_names else " (unnamed)"
+    print(f"read {args.source} as {summary.format}: {summary.tensors} tensors")
+    if summary.replaced:
+        print(f"replaced the classifier {summary.replaced} with a new {c.num_classes}-class layer, initialised for "
+              "fine-tuning")
+    print(f"{'two-headed student' if c.student else 'model'} {c.architecture} {dict(c.model_kwargs)}, "
+          f"{c.num_classes} classes{names}")
+    print(f"preprocessing: {c.clip_len} frames, resize {c.resize}, crop {c.crop_size}, mean {c.mean}, std {c.std}")
+    print(f"checkpoint: {summary.out}")
+    return 0
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``--option KEY=VALUE``: the value as JSON (``101``, ``2.0``, ``true``), else as the string given."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. depth=101 or width=2.0, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_import_command(commands: argparse._SubParsersAction) -> None:
+    imp = commands.add_parser(
+        "import-weights", help="a raycondi checkpoint from a weights file: Efficient-3DCNNs, torchvision, your own")
+    imp.add_argument("source", metavar="SRC", help="the weights file: a state dict or a training checkpoint "
+                                                   "(local or s3://); loaded with torch.load(weights_only=True)")
+    imp.add_argument("out", metavar="OUT", help="the checkpoint directory to write (local or s3://)")
+    imp.add_argument("--architecture", default=None, help="the network (see raycondi.models.list_models())")
+    imp.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                     help="an argument of the architecture's builder, e.g. depth=101 or width=2.0; repeat for each")
+    imp.add_argument("--torchvision-weights", default=None, metavar="ENUM",
+                     help="a torchvision weights name, e.g. R2Plus1D_18_Weights.KINETICS400_V1: the architecture, "
+                          "the 400 class names and the preprocessing come from torchvision (nothing is downloaded)")
+    imp.add_argument("--classes", default=None, metavar="FILE|N",
+                     help="a classInd.txt, a file of one class name per line, or a number (default: the "
+                          "classifier's, unnamed, or torchvision's)")
+    imp.add_argument("--new-classifier", action="store_true",
+                     help="when --classes differ from the file's classifier, replace its last layer with a new "
+                          "one (to fine-tune) instead of refusing")
+    imp.add_argument("--student", action="store_true",
+                     help="import the classifier as the class head of a two-headed student (a new confidence head)")
+    imp.add_argument("--format", choices=("auto", "state-dict", "checkpoint", "efficient-3dcnns"), default="auto",
+                     help="state-dict, checkpoint (a dict with a state_dict or model entry), or efficient-3dcnns "
+                          "(its ShuffleNetV2 names mapped); default: detected")
+    imp.add_argument("--clip-len", type=int, default=None, help="frames per clip (default 16)")
+    imp.add_argument("--crop-size", type=int, default=None, help="the model's input side in pixels (default 112)")
+    imp.add_argument("--resize", type=size_option, default=None,
+                     help="S (short side S, the centre SxS kept) or HxW (e.g. 128x171), as `prepare --size`; "
+                          "default: the crop size")
+    imp.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"),
+                     help="per-channel mean of [0, 1] pixels (default torchvision's Kinetics-400 mean)")
+    imp.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"),
+                     help="per-channel std of [0, 1] pixels (default torchvision's Kinetics-400 std)")
+    add_storage_options(imp)
+    imp.set_defaults(run=_import_weights)
+
+
 def _method_uri(text: str) -> tuple[str, str]:
     """``method=URI`` of ``--student``."""
     method, sep, uri = text.partition("=")
@@ -244,63 +180,11 @@ def _method_uri(text: str) -> tuple[str, str]:
     return method, uri
 
 
-def _size(text: str) -> int | tuple[int, int]:
-    """``--size``: ``S`` or ``HxW``."""
-    try:
-        parts = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts, default=0) < 1:
-        raise argparse.ArgumentTypeError(f"expected S or HxW in pixels, e.g. 112 or 128x171, got {text!r}")
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
-
-
 def _ks(text: str) -> list[int]:
     try:
         return [int(k) for k in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by train-teacher, distill and tune; None means "from --preset"."""
-    parser.add_argument("--clips", required=True, help="clip shards from `raycondi prepare` (local or s3://)")
-    parser.add_argument("--out", required=True, help="output folder (local or s3://); the same --out resumes")
-    parser.add_argument("--preset", choices=["small", "paper"], default="paper",
-                        help="sizes and schedule for options not given (default paper; small: 2 CPU cores)")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None, help="clips per worker and step")
-    parser.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    parser.add_argument("--optimizer", choices=["sgd", "adamw"], default=None, help="sgd: Nesterov SGD (the paper's)")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                        help="random horizontal flips in training (off for mirror-image classes)")
-    parser.add_argument("--finetune", default=None, help="checkpoint whose weights initialise the model")
-    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default 1)")
-    parser.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL, bf16 autocast)")
-    parser.add_argument("--cpus-per-worker", type=float, default=1.0)
-    parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts before failing")
-    _add_storage_options(parser)
-
-
-def _add_distill_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", required=True, help="teacher checkpoint (train-teacher's OUT/model)")
-    parser.add_argument("--student", default=None, help="student backbone (see list_models())")
-    parser.add_argument("--student-kwargs", default=None, help='JSON builder arguments, e.g. \'{"width": 0.5}\'')
-    parser.add_argument("--frame-step", type=int, default=1,
-                        help="the student sees every N-th frame of a clip, so labelling converts only those "
-                             "(default 1, the paper's input)")
-    parser.add_argument("--method", choices=METHODS, default="condi_sr", help="distillation method (default condi_sr)")
-    parser.add_argument("--lam", type=float, default=None,
-                        help="λ, weight of the confidence BCE (default: the preset's, 1.5 for paper, 0.5 for small)")
-    parser.add_argument("--mu", type=float, default=1.5, help="μ, positive weight in that BCE (default 1.5)")
-    parser.add_argument("--tau", type=float, default=0.9, help="τ, distillation temperature (default 0.9)")
-    parser.add_argument("--head-decay", type=float, default=None,
-                        help="the confidence head's learning rate is divided by this every epoch (default: the "
-                             "preset's; the paper's 5)")
-    parser.add_argument("--mix-gradient", action=argparse.BooleanOptionalAction, default=None,
-                        help="condi_sr: let Eq. 5's mixing train the confidence (the paper's loss); "
-                             "--no-mix-gradient detaches it, so z~ learns from the BCE term alone "
-                             "(default: the preset's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--keyint", type=int, default=None,
                        help="a keyframe exactly every N frames (a long GOP, as real footage); default: every 2 s "
                             "and at every clip")
-    _add_storage_options(synth)
+    add_storage_options(synth)
     synth.set_defaults(run=_synth)
 
     prep = commands.add_parser("prepare", help="decode a dataset once into Parquet clip shards (Ray Data)")
@@ -330,11 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--format", choices=["ucf101", "kinetics", "manifest"], default=None,
                       help="dataset layout; detected when not given")
     prep.add_argument("--clip-len", type=int, default=16, help="frames per clip (default 16, as the paper)")
-    prep.add_argument("--size", type=_size, default=112,
+    prep.add_argument("--size", type=size_option, default=112,
                       help="resize: S (short side S, the centre SxS kept; default 112) or HxW (e.g. 128x171, "
                            "aspect ratio ignored); checkpoints trained on the shards record it")
     prep.add_argument("--stride", type=int, default=1, help="temporal step between sampled frames (default 1)")
-    _add_storage_options(prep)
+    add_storage_options(prep)
     prep.set_defaults(run=_prepare)
     lab = commands.add_parser("label", help="label videos with the teacher on K student-selected clips (Ray Data)")
     lab.add_argument("--input", required=True, help="video prefix, or a manifest / dataset (local or s3://)")
@@ -385,39 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="GPUs per TeacherPredict or GPUScoreSelectPredict actor (default 1 when the cluster has "
                           "GPUs, 0.5 with nvdec, else 0)")
     lab.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and torch threads) per actor")
-    _add_storage_options(lab)
+    add_storage_options(lab)
     lab.set_defaults(run=_label)
 
-    teacher = commands.add_parser("train-teacher", help="train the teacher on Ray Train from clip shards")
-    teacher.add_argument("--model", default=None, help="architecture (see list_models())")
-    teacher.add_argument("--model-kwargs", default=None, help='JSON builder arguments, e.g. \'{"depth": 50}\'')
-    teacher.add_argument("--crop-size", type=int, default=None, help="crop side in pixels")
-    _add_training_options(teacher)
-    teacher.set_defaults(run=_train_teacher)
-
-    dist = commands.add_parser("distill", help="distil a two-headed student from stored teacher logits")
-    _add_training_options(dist)
-    _add_distill_options(dist)
-    dist.set_defaults(run=_distill)
-
-    search = commands.add_parser("tune", help="search λ, μ, τ and the learning rate with Ray Tune and ASHA")
-    _add_training_options(search)
-    _add_distill_options(search)
-    search.add_argument("--samples", type=int, default=8, help="number of trials (default 8)")
-    search.add_argument("--k", type=int, default=1, choices=[1, 3, 5], help="objective: val video accuracy at K")
-    search.add_argument("--objective", choices=("video_accuracy", "auroc"), default="video_accuracy",
-                        help="keep the trial with the best val video accuracy at --k, or the best val AUROC of "
-                             "the method's score for z (the sampler's own quality)")
-    for name, low, high in (("lam", 0.5, 2.5), ("mu", 1.0, 2.0), ("tau", 0.5, 2.0)):
-        search.add_argument(f"--{name}-range", type=float, nargs=2, default=(low, high), metavar=("LOW", "HIGH"),
-                            help=f"search range (default {low} {high})")
-    search.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                        help="search range (default: a third to three times the preset's learning rate)")
-    search.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial may stop")
-    search.add_argument("--cpus-per-trial", type=float, default=1.0)
-    search.add_argument("--gpus-per-trial", type=float, default=0.0)
-    search.add_argument("--max-concurrent-trials", type=int, default=None)
-    search.set_defaults(run=_tune)
+    add_train_commands(commands)
     ev = commands.add_parser("evaluate", help="the paper's tables and plots: every clip selection strategy (Ray Data)")
     ev.add_argument("--clips", required=True, help="clip shards from `raycondi prepare` (local or s3://)")
     ev.add_argument("--teacher", required=True, help="teacher checkpoint directory")
@@ -443,10 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--actors", type=int, default=1, help="inference actors (default 1)")
     ev.add_argument("--gpu", action="store_true", help="one GPU per inference actor")
     ev.add_argument("--batch-size", type=int, default=32, help="clips per inference batch (default 32)")
-    _add_storage_options(ev)
+    add_storage_options(ev)
     ev.set_defaults(run=_evaluate)
+    _add_import_command(commands)
     quick = commands.add_parser(
-        "quickstart", help="the whole system on a small synthetic benchmark, on this machine (3 to 8 minutes on 2 CPU cores)")
+        "quickstart", help="the whole system on a small synthetic benchmark, on this machine (3 to 8 minutes on 2 "
+                           "CPU cores)")
     quick.add_argument("--workdir", default="raycondi-quickstart",
                        help="folder for every output, local or s3:// (default ./raycondi-quickstart); "
                             "re-running with the same folder continues an interrupted run")

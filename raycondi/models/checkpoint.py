@@ -167,11 +167,14 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _state_dict_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str | None:
-    """A description of how ``found`` differs from ``expected`` in keys and shapes, or None if it fits."""
+def state_dict_mismatch(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], *, names: int = 5
+) -> str | None:
+    """How ``found`` differs from ``expected``: the missing, unexpected and mis-shaped tensors (counts, and the
+    first ``names`` of each by name), or None if it fits."""
 
-    def listing(names: list[str]) -> str:
-        return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    def listing(keys: list[str]) -> str:
+        return ", ".join(keys[:names]) + (f" and {len(keys) - names} more" if len(keys) > names else "")
 
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
@@ -205,7 +208,7 @@ def save_checkpoint(
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
     with torch.device("meta"):
         expected = config.build().state_dict()
-    if problem := _state_dict_mismatch(expected, state):
+    if problem := state_dict_mismatch(expected, state):
         raise ValueError(f"model does not fit {config.architecture} ({'student' if config.student else 'model'}, "
                          f"{config.num_classes} classes, {config.model_kwargs}): {problem}")
     try:
@@ -276,7 +279,7 @@ def load_checkpoint(
     del data
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(model_uri, f"refused: expected a state dict of tensors, got {type(state).__name__}")
-    if problem := _state_dict_mismatch(model.state_dict(), state):
+    if problem := state_dict_mismatch(model.state_dict(), state):
         raise CheckpointError(model_uri, f"does not fit {config.architecture} as described in {CONFIG_FILE}: {problem}")
     model.load_state_dict(state, assign=True)  # the loaded tensors become the weights: one copy, not two
     return model.to(map_location), config

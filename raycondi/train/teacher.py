@@ -97,20 +97,21 @@ def _train_func(loop_config: dict) -> None:
 
 def model_config(config: TeacherConfig) -> CheckpointConfig:
     """The teacher's checkpoint config: architecture, the shards' classes, clip length and resize (the
-    preprocessing it is trained on, which ``label`` repeats), the crop size."""
+    preprocessing it is trained on, which ``label`` repeats), the crop size; with ``finetune``, that
+    checkpoint's architecture and normalisation (mean and std), which its weights expect."""
     summary = read_summary(config.clips, config.storage)
-    architecture, kwargs = config.model, dict(config.model_kwargs)
-    if config.finetune is not None:
+    kept = {"architecture": config.model, "model_kwargs": dict(config.model_kwargs)}
+    if config.finetune is not None:  # its network, and the normalisation its weights were trained with
         source = read_checkpoint_config(config.finetune, storage=config.storage)
-        architecture, kwargs = source.architecture, dict(source.model_kwargs)
+        kept = {"architecture": source.architecture, "model_kwargs": dict(source.model_kwargs), "mean": source.mean,
+                "std": source.std}
     return CheckpointConfig(
-        architecture=architecture,
         num_classes=len(summary.classes),
-        model_kwargs=kwargs,
         class_names=tuple(summary.classes),
         clip_len=summary.clip.clip_len,
         crop_size=config.crop_size,
         resize=summary.clip.size,
+        **kept,
     )
 
 
