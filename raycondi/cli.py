@@ -52,7 +52,8 @@ def _label(args: argparse.Namespace) -> int:
             teacher_batch_size=args.teacher_batch_size, rows_per_file=args.rows_per_file,
             stages=args.stages, student_actors=args.student_actors, teacher_actors=args.teacher_actors,
             student_gpus=args.student_gpus, teacher_gpus=args.teacher_gpus, cpus_per_actor=args.cpus_per_actor,
-            inference=args.inference, decoder=args.decoder, storage=storage_options(args),
+            inference=args.inference, decoder=args.decoder, max_video_attempts=args.max_video_attempts,
+            video_timeout=args.video_timeout, storage=storage_options(args),
         )
         summary = label_videos(config)
     except (LabelError, ValueError) as error:
@@ -98,8 +99,8 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _import_weights(args: argparse.Namespace) -> int:
-    from raycondi.models.checkpoint import CheckpointError
     from raycondi.models.imports import ImportConfig, import_weights
+    from raycondi.video.storage import UriError
 
     try:
         summary = import_weights(ImportConfig(
@@ -109,15 +110,14 @@ def _import_weights(args: argparse.Namespace) -> int:
             torchvision_weights=args.torchvision_weights, new_classifier=args.new_classifier,
             storage=storage_options(args),
         ))
-    except (CheckpointError, ValueError) as error:
+    except (UriError, ValueError) as error:  # CheckpointError and StorageError name the file
         print(f"raycondi import-weights: {error}", file=sys.stderr)
         return 2
     c = summary.config
     names = f" ({', '.join(c.class_names[:3])}, ...)" if c.class_names else " (unnamed)"
     print(f"read {args.source} as {summary.format}: {summary.tensors} tensors")
     if summary.replaced:
-        print(f"replaced the classifier {summary.replaced} with a new {c.num_classes}-class layer, initialised for "
-              "fine-tuning")
+        print(f"new classifier {summary.replaced}: {c.num_classes} classes, initialised for fine-tuning")
     print(f"{'two-headed student' if c.student else 'model'} {c.architecture} {dict(c.model_kwargs)}, "
           f"{c.num_classes} classes{names}")
     print(f"preprocessing: {c.clip_len} frames, resize {c.resize}, crop {c.crop_size}, mean {c.mean}, std {c.std}")
@@ -269,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="GPUs per TeacherPredict or GPUScoreSelectPredict actor (default 1 when the cluster has "
                           "GPUs, 0.5 with nvdec, else 0)")
     lab.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and torch threads) per actor")
+    lab.add_argument("--max-video-attempts", type=int, default=3,
+                     help="a video whose worker died this many times in a run (a decoder crash, out of memory) "
+                          "becomes an error row instead of being retried again (default 3)")
+    lab.add_argument("--video-timeout", type=float, default=None, metavar="SECONDS",
+                     help="a video whose decode takes longer becomes an error row (default: no limit)")
     add_storage_options(lab)
     lab.set_defaults(run=_label)
 

@@ -13,7 +13,7 @@ from torch import nn
 from raycondi.cli import build_parser, main
 from raycondi.models import build_model, load_checkpoint, read_checkpoint_config
 from raycondi.models.checkpoint import KINETICS_MEAN, KINETICS_STD, CheckpointError
-from raycondi.models.imports import FORMATS, ImportConfig, import_weights, read_classes
+from raycondi.models.imports import FORMATS, ImportConfig, import_weights, read_classes, torchvision_metadata
 
 REFERENCE_KEYS = pathlib.Path(__file__).parent / "data" / "efficient3dcnns_shufflenetv2_keys.txt"
 CLIP = (2, 3, 4, 32, 32)
@@ -149,7 +149,7 @@ def test_a_pickled_object_is_refused_and_never_runs(tmp_path, capsys):
     code = main(["import-weights", str(tmp_path / "evil.pth"), str(tmp_path / "out"), "--architecture", "r3d_18"])
     assert code == 2 and not marker.exists()
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'evil.pth'}: refused: it holds a pickled object" in err
+    assert f"{tmp_path / 'evil.pth'}: refused: it holds a pickled object (io.open)" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -177,7 +177,7 @@ def test_other_classes_need_new_classifier(tmp_path, capsys):
     assert main(["import-weights", *options]) == 2
     assert "classifier fc has 400 classes, --classes gives 3; add --new-classifier" in capsys.readouterr().err
     assert main(["import-weights", *options, "--new-classifier"]) == 0
-    assert "replaced the classifier fc with a new 3-class layer" in capsys.readouterr().out
+    assert "new classifier fc: 3 classes, initialised for fine-tuning" in capsys.readouterr().out
     model, config = load_checkpoint(str(tmp_path / "out"))
     assert config.class_names == ("Jump", "Run", "Swim") and model.fc.weight.shape == (3, model.fc.in_features)
     kept = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
@@ -254,3 +254,68 @@ def test_cli_formats_are_the_librarys():
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     fmt = next(a for a in commands.choices["import-weights"]._actions if a.dest == "format")
     assert tuple(fmt.choices) == FORMATS
+
+
+def test_a_student_with_a_new_classifier_keeps_the_backbone(tmp_path):
+    source = _source("resnet3d", num_classes=400, depth=10, width=0.25)
+    torch.save(source.state_dict(), tmp_path / "k400.pt")
+    summary = import_weights(ImportConfig(str(tmp_path / "k400.pt"), str(tmp_path / "out"), architecture="resnet3d",
+                                          model_kwargs={"depth": 10, "width": 0.25}, classes="7", student=True,
+                                          new_classifier=True))
+    student, config = load_checkpoint(str(tmp_path / "out"))
+    assert (summary.replaced, summary.tensors, config.num_classes) == ("fc", len(source.state_dict()), 7)
+    assert student.class_head.weight.shape == (7, source.fc.in_features)
+    kept = {f"backbone.{k}": v for k, v in source.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(student.state_dict()[k], v) for k, v in kept.items())
+
+
+def test_weights_without_a_classifier_get_a_new_one_when_asked(tmp_path, capsys):
+    source = _source("shufflenetv2_3d", width=0.25)
+    backbone = {k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")}
+    torch.save(backbone, tmp_path / "features.pt")
+    options = [str(tmp_path / "features.pt"), str(tmp_path / "out"), "--architecture", "shufflenetv2_3d",
+               "--option", "width=0.25"]
+    assert main(["import-weights", *options]) == 2
+    assert "holds no classifier.1 classifier to count the classes from; give --classes and --new-classifier" in \
+        capsys.readouterr().err
+    assert main(["import-weights", *options, "--classes", "4"]) == 2
+    assert "classifier classifier.1 is not in the file, --classes gives 4; add --new-classifier" in \
+        capsys.readouterr().err
+    assert main(["import-weights", *options, "--classes", "4", "--new-classifier"]) == 0
+    model, config = load_checkpoint(str(tmp_path / "out"))
+    assert config.num_classes == 4 and all(torch.equal(model.state_dict()[k], v) for k, v in backbone.items())
+
+
+def test_what_is_not_a_weights_file_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not weights")
+    assert main(["import-weights", str(tmp_path / "notes.txt"), str(tmp_path / "out"), "--architecture",
+                 "r3d_18"]) == 2
+    assert f"{tmp_path / 'notes.txt'}: not a file torch.save wrote" in capsys.readouterr().err
+    torch.save(_source("shufflenetv2_3d", width=0.25).state_dict(), tmp_path / "w.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "w.pt").read_bytes()[:5000])  # a download cut short
+    assert main(["import-weights", str(tmp_path / "cut.pt"), str(tmp_path / "out"), "--architecture",
+                 "shufflenetv2_3d"]) == 2
+    assert f"{tmp_path / 'cut.pt'}: not a file torch.save wrote (" in capsys.readouterr().err
+    torch.save({"module.fc.weight": torch.zeros(2, 2), "fc.weight": torch.ones(2, 2)}, tmp_path / "both.pt")
+    assert main(["import-weights", str(tmp_path / "both.pt"), str(tmp_path / "out"), "--architecture", "r3d_18"]) == 2
+    assert "'fc.weight' and another tensor are both 'fc.weight' once the" in capsys.readouterr().err
+
+
+def test_torchvision_file_of_other_classes_names_the_metadata(tmp_path, capsys):
+    from torchvision.models.video import r3d_18
+
+    torch.save(r3d_18(weights=None, num_classes=7).state_dict(), tmp_path / "r3d.pt")
+    assert main(["import-weights", str(tmp_path / "r3d.pt"), str(tmp_path / "out"), "--torchvision-weights",
+                 "R3D_18_Weights.KINETICS400_V1"]) == 2
+    assert "classifier fc has 7 classes, torchvision's metadata has 400" in capsys.readouterr().err
+
+
+def test_torchvision_metadata_of_the_transformers_and_s3d():
+    mvit = torchvision_metadata("MViT_V1_B_Weights.KINETICS400_V1")
+    assert (mvit["architecture"], mvit["resize"], mvit["crop_size"], mvit["clip_len"]) == ("mvit_v1_b", 256, 224, 16)
+    assert mvit["mean"] == (0.45, 0.45, 0.45) and mvit["std"] == (0.225, 0.225, 0.225)
+    s3d = torchvision_metadata("S3D_Weights.KINETICS400_V1")
+    assert (s3d["architecture"], s3d["resize"], s3d["crop_size"], s3d["clip_len"]) == ("s3d", (256, 256), 224, 128)
+    for name in ("video.R3D", "MViT_V2_S_Weights.KINETICS400_V1"):
+        with pytest.raises(ValueError, match="--torchvision-weights"):
+            torchvision_metadata(name)

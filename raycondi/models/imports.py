@@ -23,6 +23,7 @@ file comes from ``source``.
 from __future__ import annotations
 
 import io
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from raycondi.models.checkpoint import (
 )
 from raycondi.models.registry import model_info
 from raycondi.video.decode import Size
-from raycondi.video.storage import StorageOptions, exists, join, read_bytes
+from raycondi.video.storage import StorageError, StorageOptions, exists, join, read_bytes
 
 __all__ = ["FORMATS", "ImportConfig", "ImportSummary", "import_weights", "read_classes", "torchvision_metadata"]
 
@@ -99,8 +100,8 @@ class ImportConfig:
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What was imported: the checkpoint written, the format read, the tensors loaded, and the classifier
-    replaced by ``new_classifier`` (its dotted name), if any."""
+    """What was imported: the checkpoint written, the format read, the tensors read from the file, and the
+    classifier that ``new_classifier`` made new (its dotted name), if any."""
 
     out: str
     config: CheckpointConfig
@@ -111,12 +112,13 @@ class ImportSummary:
 
 def torchvision_metadata(name: str) -> dict[str, Any]:
     """The architecture, class names and preprocessing of the torchvision weights enum member ``name``
-    (``R3D_18_Weights.KINETICS400_V1``), from torchvision itself: nothing is downloaded."""
+    (``R3D_18_Weights.KINETICS400_V1``), from torchvision itself: nothing is downloaded. The clip length is the
+    one torchvision's documentation of the weights evaluates them at (``clip_len=16``; S3D's 128)."""
     from torchvision.models import get_model_weights, get_weight, list_models, video
 
     try:
         weights = get_weight(name)
-    except (ValueError, KeyError, AttributeError):
+    except (ValueError, KeyError, AttributeError, TypeError):
         raise ValueError(f"--torchvision-weights {name!r}: not a torchvision weights enum member, e.g. "
                          "R2Plus1D_18_Weights.KINETICS400_V1") from None
     architecture = next((model for model in list_models(module=video) if get_model_weights(model) is type(weights)),
@@ -128,9 +130,11 @@ def torchvision_metadata(name: str) -> dict[str, Any]:
                          f"classifier raycondi builds ({error})") from None
     transforms = weights.transforms()
     resize = list(transforms.resize_size)
+    clip_len = re.search(r"clip_len=(\d+)", weights.meta.get("_docs", ""))  # stated only in the docs
     return {
         "architecture": architecture,
         "class_names": tuple(weights.meta["categories"]),
+        **({"clip_len": int(clip_len[1])} if clip_len else {}),
         "crop_size": transforms.crop_size[0],
         "resize": resize[0] if len(resize) == 1 else tuple(resize),  # [S]: short side; [H, W]: fixed
         "mean": tuple(transforms.mean),
@@ -147,7 +151,11 @@ def read_classes(text: str, storage: StorageOptions | None = None) -> tuple[int,
         return int(text), ()
     if not exists(text, storage):
         raise ValueError(f"--classes {text}: neither a number nor an existing file of class names")
-    lines = [line.strip() for line in read_bytes(text, storage).decode("utf-8-sig").splitlines() if line.strip()]
+    try:
+        content = read_bytes(text, storage).decode("utf-8-sig")
+    except (StorageError, UnicodeDecodeError) as error:
+        raise ValueError(f"--classes {text}: cannot read class names ({error})") from None
+    lines = [line.strip() for line in content.splitlines() if line.strip()]
     indexed = [re.fullmatch(r"(\d+)\s+(\S.*)", line) for line in lines]
     if lines and all(indexed):
         by_index = {int(m[1]): m[2].strip() for m in indexed}
@@ -168,13 +176,20 @@ def _load(config: ImportConfig) -> object:
     if not exists(config.source, config.storage):
         raise CheckpointError(config.source, "no such weights file or object")
     try:
-        return torch.load(io.BytesIO(read_bytes(config.source, config.storage)), map_location="cpu",
-                          weights_only=True)
-    except Exception as e:  # weights_only refusals are pickle.UnpicklingError; corrupt archives RuntimeError
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(config.source, "refused: it holds a pickled object, not only tensors and plain "
-                                             f"containers, and raycondi never unpickles code ({first_line}); "
-                                             "save the weights with torch.save(model.state_dict())") from None
+        data = read_bytes(config.source, config.storage)
+    except StorageError as error:
+        raise CheckpointError(config.source, f"cannot read the weights file: {error.reason}") from None
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if found := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):  # what weights_only refuses
+            raise CheckpointError(config.source, f"refused: it holds a pickled object ({found[1]}), not only "
+                                                 "tensors and plain containers, and raycondi never unpickles code; "
+                                                 "save the weights with torch.save(model.state_dict())") from None
+        raise CheckpointError(config.source, "not a file torch.save wrote (not a pickle of tensors)") from None
+    except Exception as e:  # not a torch.save file: truncated, another archive, empty
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(config.source, f"not a file torch.save wrote ({detail})") from None
 
 
 def _is_state_dict(value: object) -> bool:
@@ -195,13 +210,17 @@ def _state_dict(data: object, config: ImportConfig, architecture: str) -> tuple[
                   "checkpoint": f"a training checkpoint with a {' or '.join(_STATE_KEYS)} state dict"}
         raise CheckpointError(config.source, f"not {wanted[container]} (found {keys}); see --format")
     stripped = {}
-    for key, tensor in state.items():
+    for name, tensor in state.items():
+        key = name
         while key.startswith(_WRAPPERS):
             key = key.split(".", 1)[1]
+        if key in stripped:
+            raise CheckpointError(config.source, f"{name!r} and another tensor are both {key!r} once the "
+                                                 f"{' and '.join(_WRAPPERS)} prefixes are stripped")
         stripped[key] = tensor
     if any(k.startswith(_WRAPPERS) for k in state):
         done.append("wrapper prefixes stripped")
-    if config.format == "efficient-3dcnns" or any(_REFERENCE_BRANCH.search(k) for k in stripped):
+    if any(_REFERENCE_BRANCH.search(k) for k in stripped):
         stripped = _map_reference_branches(stripped, config.source, architecture)
         done.append("Efficient-3DCNNs names mapped")
     return stripped, done
@@ -210,8 +229,6 @@ def _state_dict(data: object, config: ImportConfig, architecture: str) -> tuple[
 def _map_reference_branches(state: dict[str, torch.Tensor], source: str, architecture: str) -> dict[str, torch.Tensor]:
     """Efficient-3DCNNs' ShuffleNetV2 names as raycondi's: ``features.N.banchB.I.*`` -> the ``I``-th leaf module
     of ``features.N.branchB``, whose layers are the reference's flat Sequential, grouped."""
-    if not any(_REFERENCE_BRANCH.search(k) for k in state):
-        return state
     if architecture != "shufflenetv2_3d":
         raise CheckpointError(source, f"holds Efficient-3DCNNs ShuffleNetV2 names (banch1/banch2), but the "
                                       f"architecture is {architecture}; use --architecture shufflenetv2_3d")
@@ -240,7 +257,7 @@ def _checkpoint_config(
         num_classes, class_names = read_classes(config.classes, config.storage)
     if num_classes is None:
         raise CheckpointError(config.source, f"holds no {model_info(architecture).classifier} classifier to count "
-                                             "the classes from; give --classes")
+                                             "the classes from; give --classes and --new-classifier")
     given = {"clip_len": config.clip_len, "crop_size": config.crop_size, "resize": config.resize,
              "mean": config.mean, "std": config.std}
     defaults = {"clip_len": 16, "crop_size": 112, "resize": None, "mean": KINETICS_MEAN, "std": KINETICS_STD}
@@ -274,16 +291,19 @@ def import_weights(config: ImportConfig) -> ImportSummary:
     architecture = config.architecture or meta["architecture"]
     classifier = model_info(architecture).classifier
     state, done = _state_dict(_load(config), config, architecture)
+    read = len(state)
     weight = state.get(f"{classifier}.weight")
     found_classes = None if weight is None else weight.shape[0]
     checkpoint = _checkpoint_config(config, meta, architecture, found_classes)
     model = _build(checkpoint)
     replaced = None
-    if found_classes is not None and found_classes != checkpoint.num_classes:
+    if found_classes != checkpoint.num_classes:
         if not config.new_classifier:
-            raise CheckpointError(config.source, f"its classifier {classifier} has {found_classes} classes, "
-                                                 f"--classes gives {checkpoint.num_classes}; add --new-classifier "
-                                                 "to replace that layer with a new one and fine-tune it")
+            given = "--classes gives" if config.classes is not None else "torchvision's metadata has"
+            found = f"has {found_classes} classes" if found_classes else "is not in the file"
+            raise CheckpointError(config.source, f"its classifier {classifier} {found}, {given} "
+                                                 f"{checkpoint.num_classes}; add --new-classifier to give it a new "
+                                                 "one and fine-tune it")
         state = {k: v for k, v in state.items() if not k.startswith(classifier + ".")}
         replaced = classifier
     if config.student:
@@ -296,7 +316,7 @@ def import_weights(config: ImportConfig) -> ImportSummary:
                                              f"({', '.join(done)}): {problem}; check --architecture and --option")
     model.load_state_dict(state)
     save_checkpoint(model, config.out, checkpoint, storage=config.storage)
-    return ImportSummary(out=config.out, config=checkpoint, format=", ".join(done), tensors=len(state),
+    return ImportSummary(out=config.out, config=checkpoint, format=", ".join(done), tensors=read,
                          replaced=replaced)
 
 

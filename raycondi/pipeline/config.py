@@ -75,6 +75,12 @@ class LabelConfig:
             derives them from the cluster's resources (:func:`~raycondi.pipeline.plan.plan_pools`).
         student_gpus, teacher_gpus: GPUs per actor; ``teacher_gpus=None`` is 1 when the cluster has GPUs.
         cpus_per_actor: CPUs reserved by each actor (and its torch threads).
+        max_video_attempts: how many times a video's labelling may start in one run. Ray Data restarts an
+            actor that died and retries its task without limit, so a video whose decode kills the process
+            would keep the job from ever finishing; past this many attempts it becomes an error row
+            instead ("worker died ...").
+        video_timeout: seconds one video's PyAV decode may take (None: no limit); a slower one becomes an
+            error row.
         limits, storage: decode limits and S3 settings.
     """
 
@@ -104,6 +110,8 @@ class LabelConfig:
     student_gpus: float = 0.0
     teacher_gpus: float | None = None
     cpus_per_actor: float = 1.0
+    max_video_attempts: int = 3
+    video_timeout: float | None = None
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     storage: StorageOptions | None = None
 
@@ -149,8 +157,10 @@ class LabelConfig:
             problems.append(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.split not in (None, "train", "val", "test"):
             problems.append(f"split must be train, val or test, got {self.split!r}")
+        if self.video_timeout is not None and self.video_timeout <= 0:
+            problems.append(f"video_timeout must be > 0 seconds, got {self.video_timeout}")
         for name in ("stride", "student_batch_size", "teacher_batch_size", "videos_per_teacher_call",
-                     "rows_per_file", "keyframe_clips"):
+                     "rows_per_file", "keyframe_clips", "max_video_attempts"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("student_actors", "teacher_actors"):

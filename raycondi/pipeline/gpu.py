@@ -36,6 +36,7 @@ from raycondi.pipeline.config import LabelConfig
 from raycondi.pipeline.plans import CandidateClips, decode_candidates
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK
 from raycondi.pipeline.stages import (
+    Attempts,
     LoadedModel,
     Selection,
     TeacherPredict,
@@ -46,6 +47,7 @@ from raycondi.pipeline.stages import (
     pack_frames,
     selected,
     unpack_frames,
+    used_up,
 )
 from raycondi.pipeline.topk import scored_selection
 from raycondi.video.container import DecodeStats
@@ -66,12 +68,14 @@ CANDIDATE_SCHEMA = (
 class DecodeClips:
     """CPU stage of the GPU layout: per video, decode the sampler's candidate clips (every clip, or the keyframe
     candidates) at ``clip``, with ``decoder`` (``pyav``, or ``nvdec`` in actors given a share of a GPU). Input
-    batches have ``video_id`` and ``uri``; decode failures become error rows."""
+    batches have ``video_id`` and ``uri``; decode failures become error rows (as in
+    :class:`~raycondi.pipeline.stages.ScoreAndSelect`)."""
 
     def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None],
-                 decoder: str = "pyav") -> None:
+                 decoder: str = "pyav", attempts: Attempts | None = None) -> None:
         torch.set_num_threads(1)  # decoding only: no model runs here
         self.config, self.clip, self.models, self.decoder = config, clip, models, decoder
+        self.attempts = attempts
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return pa.Table.from_pylist([self.decode(v) for v in batch.select(["video_id", "uri"]).to_pylist()],
@@ -81,7 +85,9 @@ class DecodeClips:
         """One video's row: its decode columns and candidates, or its error row."""
         config = self.config
         row = base_row(config, video, self.models)
-        started, stats = time.perf_counter(), DecodeStats()
+        if reason := used_up(config, video["video_id"], self.attempts):
+            return error_selection(row, reason, 0.0, DecodeStats(), self.clip).row
+        started, stats = time.perf_counter(), DecodeStats(timeout_s=config.video_timeout)
         try:
             found, mode, fallback = decode_candidates(
                 video["uri"], spec=self.clip, candidates=config.candidates,

@@ -50,7 +50,10 @@ Design notes
 * **Actor death.** Ray Data starts pool actors with ``max_restarts=-1`` and ``max_task_retries=-1``
   (``ActorPoolMapOperator._apply_default_remote_args``; passing them to ``map_batches`` is deprecated in
   Ray 2.60): a dead actor is restarted, and the task it was running, whose output was never committed,
-  is retried, so its videos are labelled once.
+  is retried, so its videos are labelled once. Without limit, though: a video whose decode kills its process
+  would be retried forever. So the first stage counts every start of a video's labelling in a run-wide
+  actor (:class:`RunAttempts`) and, past ``max_video_attempts``, writes its error row instead of decoding it.
+  A decode slower than ``video_timeout`` fails as a decode error does.
 * **Resume without duplicates.** On start, :func:`labelled_ids` reads the ``video_id`` column of every
   output file and only the other videos enter the pipeline. A file is published whole: on S3 by a
   single PUT (or a multipart upload, which becomes visible only when complete), locally by writing
@@ -62,6 +65,7 @@ Design notes
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import uuid
@@ -83,8 +87,32 @@ __all__ = ["check_models", "label_videos"]
 
 logger = logging.getLogger("raycondi.label")
 
+
 def _actor_pool(size: int) -> ray.data.ActorPoolStrategy:
     return ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size)
+
+
+@ray.remote(num_cpus=0)
+class _AttemptLog:
+    """How many times each video's labelling started in this run, across every actor and restart."""
+
+    def __init__(self) -> None:
+        self.started: collections.Counter[str] = collections.Counter()
+
+    def begin(self, video_id: str) -> int:
+        self.started[video_id] += 1
+        return self.started[video_id]
+
+
+class RunAttempts:
+    """The stages' :data:`~raycondi.pipeline.stages.Attempts`: one call per video start, to the run's log actor
+    (it lives as long as the driver)."""
+
+    def __init__(self) -> None:
+        self._log = _AttemptLog.remote()
+
+    def __call__(self, video_id: str) -> int:
+        return ray.get(self._log.begin.remote(video_id))
 
 
 def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSummary:
@@ -109,14 +137,16 @@ def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSumm
         # One block per video (up to a bound): balances videos of very different lengths across actors.
         blocks = [todo.slice(i, 1) for i in range(todo.num_rows)] if todo.num_rows <= 10_000 else [todo]
         rows = ray.data.from_arrow(blocks)
+        attempts = RunAttempts()
         if plan.stages == "fused":
             rows = rows.map_batches(
-                ScoreSelectPredict, fn_constructor_args=(config, clip, models), batch_size=1,
+                ScoreSelectPredict, fn_constructor_args=(config, clip, models, attempts), batch_size=1,
                 batch_format="pyarrow", compute=_actor_pool(plan.student_actors), num_cpus=plan.cpus_per_actor)
         else:
             first, second = (DecodeClips, GPUScoreSelectPredict) if plan.stages == "gpu" else \
                 (ScoreAndSelect, TeacherPredict)
-            first_args = (config, clip, models, plan.decoder) if plan.stages == "gpu" else (config, clip, models)
+            first_args = (config, clip, models, plan.decoder, attempts) if plan.stages == "gpu" else \
+                (config, clip, models, attempts)
             rows = rows.map_batches(
                 first, fn_constructor_args=first_args, batch_size=1, batch_format="pyarrow",
                 compute=_actor_pool(plan.student_actors), num_cpus=plan.cpus_per_actor,

@@ -17,7 +17,7 @@ three typed hand-off columns.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,6 +205,22 @@ def base_row(config: LabelConfig, video: dict[str, str], models: dict[str, str |
             "k_student": config.k_student, "teacher_clips": 0, **models}
 
 
+Attempts = Callable[[str], int]  # counts one more start of a video's labelling in this run; returns the count
+
+
+def used_up(config: LabelConfig, video_id: str, attempts: Attempts | None) -> str | None:
+    """Count this start of ``video_id``'s labelling; past ``config.max_video_attempts`` starts in this run (its
+    worker died every time: Ray Data restarts the actor and retries the task without limit), the reason of its
+    error row; else None."""
+    if attempts is None:
+        return None
+    started = attempts(video_id)
+    if started <= config.max_video_attempts:
+        return None
+    return (f"worker died decoding this video, {started - 1} times (--max-video-attempts {config.max_video_attempts}):"
+            " it may crash the decoder or exhaust the worker's memory")
+
+
 def error_selection(row: dict[str, Any], reason: str, decode_s: float, stats: DecodeStats,
                     clip: ClipSpec) -> Selection:
     """The :class:`Selection` of a video that could not be decoded: its error row, no clips."""
@@ -244,11 +260,13 @@ def selected(config: LabelConfig, row: dict[str, Any], chosen: SelectedClips) ->
 class ScoreAndSelect:
     """Stage 1: per video, decode at ``clip`` (the checkpoints' clip length and resize), score with the
     student when the strategy has one, keep the clips the rule chooses. Input batches have ``video_id`` and
-    ``uri``; decode failures become error rows."""
+    ``uri``; decode failures, decodes over ``video_timeout`` and videos past ``max_video_attempts`` (with
+    ``attempts``, the job's count of each video's starts) become error rows."""
 
-    def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None]) -> None:
+    def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None],
+                 attempts: Attempts | None = None) -> None:
         torch.set_num_threads(max(1, int(config.cpus_per_actor)))
-        self.config, self.clip, self.models = config, clip, models
+        self.config, self.clip, self.models, self.attempts = config, clip, models, attempts
         self.student: LoadedModel | None = None
         self.skim_step = 1
         if config.uses_student:
@@ -266,7 +284,9 @@ class ScoreAndSelect:
         """One video's :class:`Selection` (an error row when it cannot be decoded)."""
         config = self.config
         row = base_row(config, video, self.models)
-        started, stats = time.perf_counter(), DecodeStats()
+        if reason := used_up(config, video["video_id"], self.attempts):
+            return error_selection(row, reason, 0.0, DecodeStats(), self.clip)
+        started, stats = time.perf_counter(), DecodeStats(timeout_s=config.video_timeout)
         try:
             chosen, mode, fallback = choose_clips(
                 video["uri"], config.strategy, config.k, config.k_student, spec=self.clip,
@@ -321,8 +341,9 @@ class ScoreSelectPredict:
     about 0.6 GB) per actor instead of two, and the selections go from the student to the teacher in memory,
     not through Arrow and the object store. The rows are exactly those of the split stages."""
 
-    def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None]) -> None:
-        self.score_and_select = ScoreAndSelect(config, clip, models)
+    def __init__(self, config: LabelConfig, clip: ClipSpec, models: dict[str, str | None],
+                 attempts: Attempts | None = None) -> None:
+        self.score_and_select = ScoreAndSelect(config, clip, models, attempts)
         self.teacher_predict = TeacherPredict(config, 0.0)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

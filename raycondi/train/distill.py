@@ -229,15 +229,20 @@ def _train_func(loop_config: dict) -> None:
 
 
 def student_config(config: DistillConfig) -> CheckpointConfig:
-    """The student's checkpoint config: the teacher's classes, clip length, crop and normalisation, the resize
-    of the shards it is distilled on, and ``config.frame_step``; ``ValueError`` when the teacher's clips are
+    """The student's checkpoint config: the teacher's classes, clip length, crop and normalisation (with
+    ``finetune``, that checkpoint's normalisation), the resize of the shards it is distilled on, and
+    ``config.frame_step``; ``ValueError`` when the teacher's clips are
     shorter than ``frame_step`` or smaller than its crop."""
     teacher = read_checkpoint_config(config.teacher, storage=config.storage)
     resize = read_summary(config.clips, config.storage).clip.size
+    normalisation = {}
+    if config.finetune is not None:  # the normalisation the starting weights were trained with
+        source = read_checkpoint_config(config.finetune, storage=config.storage)
+        normalisation = {"mean": source.mean, "std": source.std}
     try:
         return dataclasses.replace(
             teacher, architecture=config.student, student=True, model_kwargs=dict(config.student_kwargs),
-            frame_step=config.frame_step, resize=resize,
+            frame_step=config.frame_step, resize=resize, **normalisation,
         )
     except ValueError as error:
         raise ValueError(f"--frame-step {config.frame_step} with the teacher {config.teacher} on {config.clips}: "

@@ -10,7 +10,8 @@ Shared by the full decode (:mod:`raycondi.video.decode`) and the seeking decode 
   instead of being concealed), raises on packets or frames FFmpeg flags as corrupt, declares a decoder fed
   ``MAX_PACKETS_WITHOUT_FRAME`` packets in a row without a frame stuck, and can skip the non-reference frames
   before a presentation time (``skip_frame=NONREF``): the frames a seek decodes only to reach its target;
-* :class:`DecodeStats` counts what a decode cost: frames the decoder produced and bytes read from storage.
+* :class:`DecodeStats` counts what a decode cost: frames the decoder produced and bytes read from storage; and
+  holds the decode's time limit (``label --video-timeout``).
 
 Every failure raises :class:`VideoDecodeError` with the URI and a reason.
 """
@@ -18,11 +19,13 @@ Every failure raises :class:`VideoDecodeError` with the URI and a reason.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 
+from raycondi.video import faults
 from raycondi.video import storage as _storage
 from raycondi.video.storage import StorageError, StorageOptions, UriError
 
@@ -59,10 +62,19 @@ class DecodeLimits:
 @dataclass
 class DecodeStats:
     """What decoding one video cost: ``frames`` the decoder produced (every one, whether or not a clip used it)
-    and ``bytes_read`` from storage. Updated as the decode goes."""
+    and ``bytes_read`` from storage, updated as the decode goes; and its time limit: with ``timeout_s``, a
+    decode still running that many seconds after ``started`` fails (:meth:`check_time`, before each packet)."""
 
     frames: int = 0
     bytes_read: int = 0
+    timeout_s: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def check_time(self, uri: str) -> None:
+        """Raise :class:`VideoDecodeError` once the decode has run longer than ``timeout_s``."""
+        if self.timeout_s is not None and time.monotonic() - self.started > self.timeout_s:
+            raise VideoDecodeError(uri, f"decoding took longer than the video timeout of {self.timeout_s:g} s "
+                                        "(--video-timeout)")
 
 
 @contextlib.contextmanager
@@ -110,6 +122,9 @@ def packets_to_frames(
     starved, near = 0, 0.0
     try:
         for packet in packets:
+            faults.on_packet(uri)
+            if stats is not None:
+                stats.check_time(uri)
             if packet.is_corrupt:
                 raise VideoDecodeError(uri, f"corrupt or truncated video packet near {near:.2f} s")
             if skip is not None:
