@@ -91,15 +91,18 @@ def process_memory(pids: set[int]) -> dict[int, tuple[str, int, int]]:
 
 
 class Sampler(threading.Thread):
-    """Samples :func:`memory` of :func:`ray_pids` every ``interval`` seconds, keeping the maxima."""
+    """Samples :func:`memory` of :func:`ray_pids` every ``interval`` seconds, keeping the maxima and, in
+    ``series``, ``(seconds since start, Ray RSS, Ray PSS, this driver's RSS)`` of every sample."""
 
     def __init__(self, interval: float) -> None:
         super().__init__(daemon=True)
         self.interval, self.stopped = interval, threading.Event()
         self.peak_rss = self.peak_pss = self.samples = 0
         self.at_peak: dict[int, tuple[str, int, int]] = {}
+        self.series: list[tuple[float, int, int, int]] = []
 
     def run(self) -> None:
+        started = time.perf_counter()
         while not self.stopped.is_set():
             processes = process_memory(ray_pids())
             rss = sum(r for _, r, _ in processes.values())
@@ -107,6 +110,8 @@ class Sampler(threading.Thread):
             if rss > self.peak_rss:
                 self.at_peak = processes
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            driver = process_memory({os.getpid()}).get(os.getpid(), ("", 0, 0))[1]
+            self.series.append((time.perf_counter() - started, rss, pss, driver))
             self.samples += 1
             self.stopped.wait(self.interval)
 

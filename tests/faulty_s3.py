@@ -9,7 +9,12 @@ to the real endpoint and, at a seeded rate, injects instead one of the faults ob
 * ``truncate``: the real answer's headers with half its body, then the connection closed (GETs with a body);
 * ``slow``: the real answer after ``slow_s`` seconds.
 
-Permanent faults are rules: ``deny`` answers ``403 AccessDenied`` to every request whose path contains one of
+Faults are transient: the same request (method, target and byte range) never gets more than ``max_streak``
+faults in a row, so a client that retries, as every S3 client should, always gets through in the end. Half
+the faults on GETs are truncations, the others are drawn evenly.
+
+``delays`` holds every request of an operation (``"LIST"``, ``"PUT"``, ``"GET"``, ``"PUT part"``, ...) that many
+seconds, e.g. to stop a client in the middle of a listing. Permanent faults are rules: ``deny`` answers ``403 AccessDenied`` to every request whose path contains one of
 its markers, and ``reset_parts`` resets every multipart ``UploadPart`` of a key containing one of its markers
 from that part number on. ``counts`` records what was injected, by kind, and ``requests`` how many were seen.
 """
@@ -41,13 +46,16 @@ class FaultyS3:
     seed: int = 0
     kinds: tuple[str, ...] = FAULT_KINDS
     slow_s: float = 0.3
+    max_streak: int = 2
     deny: tuple[str, ...] = ()
     reset_parts: dict[str, int] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
     requests: Counter = field(default_factory=Counter)  # by method and S3 operation ("GET", "PUT part", ...)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        self._streaks: Counter = Counter()
         parsed = urlsplit(self.upstream)
         self._upstream = (parsed.hostname, parsed.port)
         self._loop = asyncio.new_event_loop()
@@ -104,7 +112,10 @@ class FaultyS3:
                 if headers.get("expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = await _read_body(reader, headers)
-                fault = self._fault(method, target)
+                operation = _operation(method, target)
+                fault = self._fault(operation, method, target, headers.get("range", ""))
+                if operation in self.delays:
+                    await asyncio.sleep(self.delays[operation])
                 if fault == "reset":
                     writer.transport.abort()
                     return
@@ -127,11 +138,11 @@ class FaultyS3:
         finally:
             writer.close()
 
-    def _fault(self, method: str, target: str) -> str | None:
+    def _fault(self, operation: str, method: str, target: str, byte_range: str) -> str | None:
         """The fault for this request (None: forward it as it is); counts it."""
         path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
         part = int(query["partNumber"][0]) if "partNumber" in query else None
-        operation = f"{method} part" if part is not None else ("LIST" if "list-type" in query else method)
+        request = (method, target, byte_range)
         with self._lock:
             self.requests[operation] += 1
             if any(marker in path for marker in self.deny):
@@ -139,9 +150,13 @@ class FaultyS3:
             elif part is not None and any(marker in path and part >= first
                                           for marker, first in self.reset_parts.items()):
                 fault = "reset"
-            elif self._random.random() < self.rate:
-                fault = self._random.choice([k for k in self.kinds if k != "truncate" or method == "GET"])
+            elif self._streaks[request] < self.max_streak and self._random.random() < self.rate:
+                others = [k for k in self.kinds if k != "truncate"]
+                truncate = method == "GET" and "truncate" in self.kinds and self._random.random() < 0.5
+                fault = "truncate" if truncate else self._random.choice(others)
+                self._streaks[request] += 1
             else:
+                self._streaks.pop(request, None)
                 return None
             self.counts[fault] += 1
         return fault
@@ -162,6 +177,11 @@ class FaultyS3:
         if not any(line.lower().startswith((b"content-length:", b"transfer-encoding:")) for line in kept[1:]):
             kept.append(b"Content-Length: %d" % len(response_body))
         return b"\r\n".join(kept) + b"\r\n\r\n", response_body
+
+
+def _operation(method: str, target: str) -> str:
+    query = parse_qs(urlsplit(target).query)
+    return f"{method} part" if "partNumber" in query else ("LIST" if "list-type" in query else method)
 
 
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:

@@ -19,8 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,20 +37,14 @@ import torch
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.models import CheckpointConfig, build_model, build_student, load_checkpoint, save_checkpoint
 from raycondi.video.storage import StorageOptions, list_files, read_bytes, resolve
+from tests.cluster import RAY, free_port, node_ports, start_node, stop_node, wait_for
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-RAY = str(Path(sys.executable).with_name("ray"))
 CLASSES = ("MoveLeft", "MoveRight", "RotateCW")
 CLIP_LEN, CROP = 4, 16
 JOB_TIMEOUT_S = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -112,34 +104,6 @@ class LocalCluster:
         return self.ray("job", "status", "--address", self.address, submission_id).stdout
 
 
-def _node_ports() -> list[str]:
-    """Free ports for one node's services: two nodes on one machine (and other Ray runtimes) must not collide."""
-    ports = [f"--{name}-port={_free_port()}" for name in
-             ("node-manager", "object-manager", "dashboard-agent-listen", "metrics-export", "runtime-env-agent")]
-    return [*ports, "--min-worker-port=0", "--max-worker-port=0"]
-
-
-def _start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop_node(node: subprocess.Popen) -> None:
-    """SIGTERM to the node's ``ray start --block`` (it stops what it started), then SIGKILL to its group."""
-    if node.poll() is None:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(node.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    node.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster(s3_server) -> Iterator[LocalCluster]:
     root = Path(tempfile.mkdtemp(prefix="rcj-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
@@ -148,41 +112,27 @@ def cluster(s3_server) -> Iterator[LocalCluster]:
            if key not in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(root / "token"), RAY_USAGE_STATS_ENABLED="0",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard = free_port(), free_port()
     nodes = []
     try:
-        nodes.append(_start_node(["--head", "--port", str(gcs), "--num-cpus", "0", "--dashboard-host", "127.0.0.1",
-                                  "--dashboard-port", str(dashboard), "--temp-dir", str(root / "ray"), *_node_ports()],
+        nodes.append(start_node(["--head", "--port", str(gcs), "--num-cpus", "0", "--dashboard-host", "127.0.0.1",
+                                  "--dashboard-port", str(dashboard), "--temp-dir", str(root / "ray"), *node_ports()],
                                  env, root / "head.log"))
         local = LocalCluster(f"http://127.0.0.1:{dashboard}", env, (root / "token").read_text(), root / "ray")
-        _wait_for(lambda: local.api("/api/version"), nodes, root / "head.log")
-        nodes.append(_start_node(["--address", f"127.0.0.1:{gcs}", "--num-cpus", "3", *_node_ports()], env,
+        wait_for(lambda: local.api("/api/version"), nodes, root / "head.log")
+        nodes.append(start_node(["--address", f"127.0.0.1:{gcs}", "--num-cpus", "3", *node_ports()], env,
                                  root / "worker.log"))
-        _wait_for(lambda: _alive_nodes(local) == 2 or None, nodes, root / "worker.log")
+        wait_for(lambda: _alive_nodes(local) == 2 or None, nodes, root / "worker.log")
         yield local
     finally:
         for node in reversed(nodes):
-            _stop_node(node)
+            stop_node(node)
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _alive_nodes(cluster: LocalCluster) -> int:
     nodes = cluster.api("/api/v0/nodes?detail=false")["data"]["result"]["result"]
     return sum(node["state"] == "ALIVE" for node in nodes)
-
-
-def _wait_for(ready, nodes: list[subprocess.Popen], log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(node.poll() is not None for node in nodes):
-            raise AssertionError(f"ray start exited:\n{log.read_text()}")
-        try:
-            if ready():
-                return
-        except (OSError, KeyError, urllib.error.URLError):
-            pass
-        time.sleep(1)
-    raise AssertionError(f"the cluster did not come up in {timeout:.0f} s:\n{log.read_text()}")
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,9 @@ def _split(uri: str) -> tuple[str, str]:
         path = uri[len("s3://") :].strip("/")
         if not path:
             raise StorageError(uri, "an s3:// URI needs a bucket name")
+        if any(segment in ("", ".", "..") for segment in path.split("/")):
+            raise StorageError(uri, "a key with '.', '..' or empty path segments cannot be addressed (pyarrow's S3 "
+                                    "client rewrites such paths); rename the object")
         return "s3", path
     if "://" in uri and not uri.startswith("file://"):
         raise StorageError(uri, "unsupported scheme; use a local path, file:// or s3://")
@@ -250,6 +253,8 @@ def _errors(uri: str, what: str) -> Iterator[None]:
             reason = f"no such bucket {urlsplit(uri).netloc!r}" if uri.startswith("s3://") else "no such bucket"
         elif isinstance(error, FileNotFoundError):
             reason = "no such file or object"
+        elif "ACCESS_DENIED" in message or "AccessDenied" in message:
+            reason = f"{what}: access denied (403): the credentials lack permission for it"
         else:
             reason = f"{what}: {message}"
         raise StorageError(uri, reason) from error
