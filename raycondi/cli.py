@@ -270,10 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "GPUs, 0.5 with nvdec, else 0)")
     lab.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and torch threads) per actor")
     lab.add_argument("--max-video-attempts", type=int, default=3,
-                     help="a video whose worker died this many times in a run (a decoder crash, out of memory) "
+                     help="a video whose worker died this many times decoding it in a run (a decoder crash) "
                           "becomes an error row instead of being retried again (default 3)")
     lab.add_argument("--video-timeout", type=float, default=None, metavar="SECONDS",
-                     help="a video whose decode takes longer becomes an error row (default: no limit)")
+                     help="a video whose PyAV decode (with the student's scoring between its packets) takes "
+                          "longer becomes an error row (default: no limit)")
     add_storage_options(lab)
     lab.set_defaults(run=_label)
 

@@ -1,11 +1,15 @@
-"""Tiny checkpoints and a small synthetic archive, shared by the labelling tests (Ray-free)."""
+"""Tiny checkpoints, a small synthetic archive and the rows of a labelling output, shared by the labelling tests
+(Ray-free)."""
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
 import torch
 
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
 from raycondi.models import CheckpointConfig, build_model, build_student, save_checkpoint
+from raycondi.pipeline.sink import output_files
+from raycondi.video.storage import resolve
 
 CLASSES = ("MoveLeft", "MoveRight", "RotateCW")
 CLIP_LEN, CROP = 4, 32
@@ -31,3 +35,10 @@ def synth(out: str, videos: int, **overrides) -> None:
     config = dict(videos=videos, seed=3, classes=3, fps=10, width=64, height=48, clip_len=CLIP_LEN, min_seconds=0.8,
                   max_seconds=2.4)
     generate_dataset(out, SynthConfig(**{**config, **overrides}), workers=1)
+
+
+def label_rows(output: str) -> list[dict]:
+    """Every row of every published file under the labelling output ``output`` (local or s3://)."""
+    filesystem, _ = resolve(output)
+    return [row for f in output_files(output, None)
+            for row in pq.read_table(resolve(f)[1], filesystem=filesystem).to_pylist()]

@@ -14,7 +14,8 @@ faults in a row, so a client that retries, as every S3 client should, always get
 the faults on GETs are truncations, the others are drawn evenly.
 
 ``delays`` holds every request of an operation (``"LIST"``, ``"PUT"``, ``"GET"``, ``"PUT part"``, ...) that many
-seconds, e.g. to stop a client in the middle of a listing. Permanent faults are rules: ``deny`` answers ``403 AccessDenied`` to every request whose path contains one of
+seconds, e.g. to kill a client in the middle of a listing; a held request whose client went away is dropped, never
+forwarded. Permanent faults are rules: ``deny`` answers ``403 AccessDenied`` to every request whose path contains one of
 its markers, and ``reset_parts`` resets every multipart ``UploadPart`` of a key containing one of its markers
 from that part number on. ``counts`` records what was injected, by kind, and ``requests`` how many were seen.
 """
@@ -60,23 +61,25 @@ class FaultyS3:
         self._upstream = (parsed.hostname, parsed.port)
         self._loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self._socket = socket.socket()  # bound now and served by start(): no other process can take the port
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.in_flight = 0  # requests received and not yet answered or dropped
 
     def start(self) -> FaultyS3:
         ready = threading.Event()
 
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, sock=self._socket))
             ready.set()
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=serve, daemon=True, name="faulty-s3")
         self._thread.start()
-        ready.wait(10)
+        if not ready.wait(10):
+            raise RuntimeError(f"the fault-injecting S3 proxy did not start on port {self.port}")
         return self
 
     def stop(self) -> None:
@@ -114,29 +117,40 @@ class FaultyS3:
                 body = await _read_body(reader, headers)
                 operation = _operation(method, target)
                 fault = self._fault(operation, method, target, headers.get("range", ""))
-                if operation in self.delays:
-                    await asyncio.sleep(self.delays[operation])
-                if fault == "reset":
-                    writer.transport.abort()
-                    return
-                if fault in _ERRORS:
-                    writer.write(_error_response(fault))
-                    await writer.drain()
-                    continue
-                if fault == "slow":
-                    await asyncio.sleep(self.slow_s)
-                response_head, response_body = await self._forward(head, body)
-                if fault == "truncate":
-                    writer.write(response_head + response_body[: len(response_body) // 2])
-                    await writer.drain()
-                    writer.transport.abort()
-                    return
-                writer.write(response_head + response_body)
-                await writer.drain()
+                self.in_flight += 1
+                try:
+                    if operation in self.delays and await _client_left(reader, self.delays[operation]):
+                        return  # the client died while held: its request is never forwarded, as S3 never commits it
+                    if not await self._answer(writer, fault, method, head, body):
+                        return
+                finally:
+                    self.in_flight -= 1
         except (ConnectionError, asyncio.CancelledError):  # a client gone, or the proxy stopping
             return
         finally:
             writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter, fault: str | None, method: str, head: bytes,
+                      body: bytes) -> bool:
+        """Answer one request, with ``fault``; False when that closed the connection."""
+        if fault == "reset":
+            writer.transport.abort()
+            return False
+        if fault in _ERRORS:
+            writer.write(_error_response(fault))
+            await writer.drain()
+            return True
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
+        response_head, response_body = await self._forward(head, body, method)
+        if fault == "truncate":
+            writer.write(response_head + response_body[: len(response_body) // 2])
+            await writer.drain()
+            writer.transport.abort()
+            return False
+        writer.write(response_head + response_body)
+        await writer.drain()
+        return True
 
     def _fault(self, operation: str, method: str, target: str, byte_range: str) -> str | None:
         """The fault for this request (None: forward it as it is); counts it."""
@@ -161,7 +175,7 @@ class FaultyS3:
             self.counts[fault] += 1
         return fault
 
-    async def _forward(self, head: bytes, body: bytes) -> tuple[bytes, bytes]:
+    async def _forward(self, head: bytes, body: bytes, method: str) -> tuple[bytes, bytes]:
         """Send the request upstream on a connection of its own; the response's head and body as received."""
         reader, writer = await asyncio.open_connection(*self._upstream)
         try:
@@ -174,9 +188,19 @@ class FaultyS3:
             writer.close()
         response_head, _, response_body = response.partition(b"\r\n\r\n")
         kept = [line for line in response_head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
-        if not any(line.lower().startswith((b"content-length:", b"transfer-encoding:")) for line in kept[1:]):
+        framed = any(line.lower().startswith((b"content-length:", b"transfer-encoding:")) for line in kept[1:])
+        if not framed and method != "HEAD":  # a body that ended with the upstream connection: frame it
             kept.append(b"Content-Length: %d" % len(response_body))
         return b"\r\n".join(kept) + b"\r\n\r\n", response_body
+
+
+async def _client_left(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as the client closes its connection (a client sends nothing while it
+    waits for an answer, so any read that ends is the end)."""
+    try:
+        return await asyncio.wait_for(reader.read(1), timeout=seconds) == b""
+    except asyncio.TimeoutError:
+        return False
 
 
 def _operation(method: str, target: str) -> str:

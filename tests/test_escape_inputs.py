@@ -9,13 +9,10 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from raycondi.pipeline import LabelConfig, label_videos, list_videos
-from raycondi.pipeline.sink import output_files
-from raycondi.video.storage import resolve
-from tests.checkpoints import save_models, synth
+from tests.checkpoints import label_rows, save_models, synth
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +23,6 @@ KEYS = ["../../escape", "sub/../../up", "double//slash", "/leading", *(n for n i
 
 def _tree(root: Path, skip: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if skip not in p.parents and p != skip}
-
-
-def _rows(output: str) -> list[dict]:
-    filesystem, _ = resolve(output)
-    return [r for f in output_files(output, None) for r in pq.read_table(resolve(f)[1], filesystem=filesystem)
-            .to_pylist()]
 
 
 def _written_only_parts(names: list[str]) -> None:
@@ -64,7 +55,7 @@ def test_odd_local_names_and_a_manifest_write_only_under_output(sources, tmp_pat
     for source, output in ((str(videos), tmp_path / "out" / "prefix"), (str(manifest), tmp_path / "out" / "manifest")):
         label_videos(LabelConfig(source, str(output), teacher, student, k=1))
         expected = list_videos(source)["video_id"].to_pylist()
-        rows = _rows(str(output))
+        rows = label_rows(str(output))
         ids = Counter(r["video_id"] for r in rows)
         assert sorted(ids) == sorted(expected) and set(ids.values()) == {1}  # unique, exact round trip
         errors = [r for r in rows if r["status"] == "error"]
@@ -90,7 +81,7 @@ def test_odd_object_keys_write_only_under_output(sources, s3_server):
     new = after - before
     assert all(key.startswith("escape/labels/") and "/" not in key[len("escape/labels/"):] for key in new), new
     _written_only_parts(sorted(key.rsplit("/", 1)[1] for key in new))
-    rows = _rows(output)
+    rows = label_rows(output)
     ids = Counter(r["video_id"] for r in rows)
     expected = list_videos(s3_server.uri("escape/videos"))["video_id"].to_pylist()
     assert sorted(ids) == sorted(expected) and set(ids.values()) == {1} and len(ids) == len(KEYS) + 1

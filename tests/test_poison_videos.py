@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raycondi.pipeline import LabelConfig, check_models, label_videos
+from raycondi.pipeline.label import video_blocks
 from raycondi.pipeline.sink import output_files
 from raycondi.pipeline.stages import ScoreSelectPredict, used_up
 from raycondi.video.container import DecodeStats, VideoDecodeError
@@ -23,27 +24,55 @@ from tests.checkpoints import CLIP_LEN, save_models, synth
 FAULTS = {"crash": ["poison-crash"], "slow_s": {"poison-slow": 0.5}}
 
 
-def test_used_up_counts_starts_and_names_the_limit():
+class Log:
+    """:class:`~raycondi.pipeline.stages.Attempts` in this process, as ``RunAttempts`` keeps them."""
+
+    def __init__(self) -> None:
+        self.unfinished: Counter = Counter()
+        self.calls: list[tuple[str, str]] = []
+
+    def begin(self, video_id: str) -> int:
+        self.calls.append(("begin", video_id))
+        self.unfinished[video_id] += 1
+        return self.unfinished[video_id] - 1
+
+    def finish(self, video_id: str) -> None:
+        self.calls.append(("finish", video_id))
+        self.unfinished[video_id] -= 1
+
+
+def test_used_up_counts_the_decodes_that_never_finished():
     config = LabelConfig("in", "out", "teacher", strategy="dense", max_video_attempts=2)
-    starts = Counter()
-
-    def attempts(video_id: str) -> int:
-        starts[video_id] += 1
-        return starts[video_id]
-
-    assert [used_up(config, "v", attempts) for _ in range(2)] == [None, None]
-    assert used_up(config, "v", attempts) == ("worker died decoding this video, 2 times (--max-video-attempts 2): it "
-                                              "may crash the decoder or exhaust the worker's memory")
-    assert used_up(config, "other", attempts) is None and used_up(config, "v", None) is None
+    log = Log()
+    assert [used_up(config, "v", log) for _ in range(2)] == [None, None]  # two starts, both died
+    assert used_up(config, "v", log) == ("worker died decoding this video (2 attempts, --max-video-attempts 2): it "
+                                         "may crash the decoder")
+    for _ in range(3):  # a video that finished every time is never blamed, however often its task was retried
+        assert used_up(config, "innocent", log) is None
+        log.finish("innocent")
+    assert used_up(config, "v", None) is None
 
 
-def test_a_used_up_video_is_an_error_row_without_a_decode(tmp_path):
+def test_the_stage_records_each_decode_and_writes_a_used_up_video_without_decoding_it(tmp_path):
     teacher, student = save_models(str(tmp_path / "models"))
     config = LabelConfig("in", "out", teacher, student, k=1, max_video_attempts=1)
-    stage = ScoreSelectPredict(config, *check_models(config), attempts=lambda video_id: 2)
-    row = stage(pa.table({"video_id": ["v"], "uri": [str(tmp_path / "does-not-exist.mp4")]})).to_pylist()[0]
-    assert row["status"] == "error" and row["error"].startswith("worker died decoding this video, 1 times")
-    assert row["frames_decoded"] == 0 and row["bytes_read"] == 0  # the file was never opened
+    log = Log()
+    log.unfinished["poison"] = 1  # its worker died once already
+    stage = ScoreSelectPredict(config, *check_models(config), attempts=log)
+    missing = str(tmp_path / "does-not-exist.mp4")
+    rows = stage(pa.table({"video_id": ["poison", "gone"], "uri": [missing, missing]})).to_pylist()
+    assert rows[0]["error"].startswith("worker died decoding this video (1 attempts")
+    assert rows[0]["frames_decoded"] == 0 and rows[0]["bytes_read"] == 0  # never opened
+    assert rows[1]["error"].startswith("cannot read the file")  # a decode error finishes the decode too
+    assert log.calls == [("begin", "poison"), ("finish", "poison"), ("begin", "gone"), ("finish", "gone")]
+    assert +log.unfinished == Counter(poison=1)  # the death before this run
+
+
+def test_videos_are_one_per_block_up_to_the_bound_then_a_few_each():
+    videos = pa.table({"video_id": [f"v{i}" for i in range(7)]})
+    assert [b.num_rows for b in video_blocks(videos, max_blocks=10)] == [1] * 7
+    assert [b["video_id"].to_pylist() for b in video_blocks(videos, max_blocks=3)] == [
+        ["v0", "v1", "v2"], ["v3", "v4", "v5"], ["v6"]]
 
 
 def test_a_decode_over_its_time_limit_fails(tmp_path):
@@ -77,7 +106,7 @@ def faulty_ray():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stages", ["fused", "split"])
-def test_poison_videos_become_one_error_row_each(tmp_path, faulty_ray, stages):
+def test_poison_videos_become_one_error_row_each(tmp_path, faulty_ray, stages, capsys):
     synth(str(tmp_path / "dataset"), 6, min_seconds=2.4, max_seconds=2.4)
     videos = tmp_path / "videos"  # a plain prefix: every video file under it
     videos.mkdir()
@@ -95,7 +124,10 @@ def test_poison_videos_become_one_error_row_each(tmp_path, faulty_ray, stages):
     assert len(ids) == 8 and set(ids.values()) == {1}  # every video once, the two poison ones included
     by_name = {r["video_id"]: r for r in rows}
     crash, slow = by_name.pop("poison-crash"), by_name.pop("poison-slow")
-    assert crash["status"] == "error" and crash["error"].startswith("worker died decoding this video, 2 times")
+    assert crash["status"] == "error" and crash["error"].startswith("worker died decoding this video (2 attempts")
     assert slow["status"] == "error" and "decoding took longer than the video timeout of 3 s" in slow["error"]
     assert {r["status"] for r in by_name.values()} == {"ok"}
     assert (summary.videos_ok, summary.videos_error) == (6, 2)
+    with capsys.disabled():
+        print(f"\n  poison videos ({stages}): 8 videos, 2 worker crashes and 1 crawl injected, {len(rows)} rows, 2 error "
+              f"rows: {crash['error'][:60]!r}...; {slow['error']!r}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -19,7 +18,7 @@ from raycondi.pipeline import LabelConfig, LabelError, label_videos
 from raycondi.pipeline.sink import output_files, publish
 from raycondi.video.decode import ClipSpec
 from raycondi.video.storage import StorageError, exists, resolve
-from tests.checkpoints import CLIP_LEN, save_models, synth
+from tests.checkpoints import CLIP_LEN, label_rows, save_models, synth
 from tests.faulty_s3 import FAULT_KINDS, FaultyS3
 
 pytestmark = pytest.mark.slow
@@ -43,12 +42,6 @@ def proxy(s3_server):
         faulty.stop()
 
 
-def _rows(output: str) -> list[dict]:
-    filesystem, _ = resolve(output)
-    return [row for f in output_files(output, None) for row in pq.read_table(resolve(f)[1], filesystem=filesystem)
-            .to_pylist()]
-
-
 def test_transient_faults_are_retried_and_never_become_error_rows(proxy, s3_server, capsys):
     proxy.set_rate(RATE)
     videos, clips = s3_server.uri("flaky/videos"), s3_server.uri("flaky/clips")
@@ -61,7 +54,7 @@ def test_transient_faults_are_retried_and_never_become_error_rows(proxy, s3_serv
     out = s3_server.uri("flaky/labels")
     labelled = label_videos(LabelConfig(videos, out, teacher, student, k=2, rows_per_file=3))
     proxy.set_rate(0.0)
-    rows = _rows(out)
+    rows = label_rows(out)
     expected = set(read_dataset(videos)["video_id"].to_pylist())
     counts = Counter(r["video_id"] for r in rows)
     assert set(counts) == expected and set(counts.values()) == {1}  # none missing, none twice
@@ -73,7 +66,7 @@ def test_transient_faults_are_retried_and_never_become_error_rows(proxy, s3_serv
               f"{dict(proxy.counts)} in {sum(proxy.requests.values())} requests; {len(rows)} rows, 0 errors")
 
 
-def test_permanent_faults_are_error_rows_or_errors_naming_the_uri(proxy, s3_server, tmp_path):
+def test_permanent_faults_are_error_rows_or_errors_naming_the_uri(proxy, s3_server, tmp_path, capsys):
     videos = s3_server.uri("perm/videos")
     synth(videos, 3)
     teacher, _ = save_models(s3_server.uri("perm/models"))
@@ -90,13 +83,16 @@ def test_permanent_faults_are_error_rows_or_errors_naming_the_uri(proxy, s3_serv
                         f"{s3_server.uri('perm/videos/never-uploaded.mp4')},MoveLeft\n")
     out = s3_server.uri("perm/labels")
     label_videos(LabelConfig(str(manifest), out, teacher, strategy="dense"))
-    by_file = {r["uri"].rsplit("/", 1)[1]: r for r in _rows(out)}
+    by_file = {r["uri"].rsplit("/", 1)[1]: r for r in label_rows(out)}
     rows = {"good": by_file[first.rsplit("/", 1)[1]], "denied": by_file["secret.mp4"],
             "gone": by_file["never-uploaded.mp4"]}
     assert len(by_file) == 3 and rows["good"]["status"] == "ok"
     assert rows["denied"]["status"] == rows["gone"]["status"] == "error"
     assert "access denied (403)" in rows["denied"]["error"] and rows["denied"]["uri"].endswith("denied/secret.mp4")
     assert "no such file or object" in rows["gone"]["error"]
+    with capsys.disabled():
+        print(f"\n  permanent S3 faults: 3 videos, {proxy.counts['403']} 403s injected, {len(by_file)} rows, 2 error "
+              f"rows: {rows['denied']['error']!r}; {rows['gone']['error']!r}")
     with pytest.raises(LabelError, match="s3://no-such-bucket-here/videos: .*no such bucket 'no-such-bucket-here'"):
         label_videos(LabelConfig("s3://no-such-bucket-here/videos", out, teacher, strategy="dense"))
     with pytest.raises(LabelError, match="perm/denied/teacher.*--teacher: .*access denied"):
@@ -104,7 +100,7 @@ def test_permanent_faults_are_error_rows_or_errors_naming_the_uri(proxy, s3_serv
                                  strategy="dense"))
 
 
-def test_an_interrupted_multipart_upload_leaves_no_visible_file(proxy, s3_server):
+def test_an_interrupted_multipart_upload_leaves_no_visible_file(proxy, s3_server, capsys):
     uri = s3_server.uri("multipart/big-output.parquet")
     data = os.urandom(24 << 20)  # several parts: pyarrow uploads files this large in parts
     proxy.reset_parts["big-output"] = 2  # every try of part 2 on: the upload cannot complete
@@ -115,6 +111,8 @@ def test_an_interrupted_multipart_upload_leaves_no_visible_file(proxy, s3_server
         del proxy.reset_parts["big-output"]
     assert proxy.requests["PUT part"] >= 2
     assert not exists(uri) and output_files(s3_server.uri("multipart"), None) == []
+    with capsys.disabled():
+        print(f"\n  multipart upload cut off: 1 file of 24 MiB, {proxy.counts['reset']} parts reset, 0 files visible")
     publish(uri, data, None)  # the same upload once storage is healthy again
     filesystem, path = resolve(uri)
     assert filesystem.get_file_info(path).size == len(data)

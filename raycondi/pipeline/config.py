@@ -75,12 +75,13 @@ class LabelConfig:
             derives them from the cluster's resources (:func:`~raycondi.pipeline.plan.plan_pools`).
         student_gpus, teacher_gpus: GPUs per actor; ``teacher_gpus=None`` is 1 when the cluster has GPUs.
         cpus_per_actor: CPUs reserved by each actor (and its torch threads).
-        max_video_attempts: how many times a video's labelling may start in one run. Ray Data restarts an
-            actor that died and retries its task without limit, so a video whose decode kills the process
-            would keep the job from ever finishing; past this many attempts it becomes an error row
-            instead ("worker died ...").
-        video_timeout: seconds one video's PyAV decode may take (None: no limit); a slower one becomes an
-            error row.
+        max_video_attempts: how many of a video's decodes may die with their worker in one run. Ray Data
+            restarts an actor that died and retries its task without limit, so a video whose decode kills the
+            process would keep the job from ever finishing; after this many it becomes an error row instead
+            ("worker died decoding this video ...").
+        video_timeout: seconds one video's PyAV decode may take, counted from its start and checked before
+            every packet (so the streamed plans' scoring between packets counts; a packet that hangs inside
+            FFmpeg, and NVDEC decodes, are not stopped); None: no limit. A slower one becomes an error row.
         limits, storage: decode limits and S3 settings.
     """
 

@@ -95,6 +95,9 @@ class DecodeClips:
                 limits=config.limits, storage=config.storage, stats=stats)
         except VideoDecodeError as error:
             return error_selection(row, error.reason, time.perf_counter() - started, stats, self.clip).row
+        finally:
+            if self.attempts is not None:
+                self.attempts.finish(video["video_id"])
         frames, shape = pack_frames(found.frames)
         return {**row, **decode_columns(found.num_clips, found.duration_s, found.decode_s, stats, mode, fallback,
                                         found.clips, found.decoder),

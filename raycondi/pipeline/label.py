@@ -51,9 +51,10 @@ Design notes
   (``ActorPoolMapOperator._apply_default_remote_args``; passing them to ``map_batches`` is deprecated in
   Ray 2.60): a dead actor is restarted, and the task it was running, whose output was never committed,
   is retried, so its videos are labelled once. Without limit, though: a video whose decode kills its process
-  would be retried forever. So the first stage counts every start of a video's labelling in a run-wide
-  actor (:class:`RunAttempts`) and, past ``max_video_attempts``, writes its error row instead of decoding it.
-  A decode slower than ``video_timeout`` fails as a decode error does.
+  would be retried forever. So the decoding stage records every start and end of a video's decode in a run-wide
+  actor (:class:`RunAttempts`) and, once ``max_video_attempts`` starts never ended, writes its error row instead
+  of decoding it again. (A death in the teacher stages of the split and GPU layouts is retried as Ray retries
+  it.) A decode slower than ``video_timeout`` fails as a decode error does.
 * **Resume without duplicates.** On start, :func:`labelled_ids` reads the ``video_id`` column of every
   output file and only the other videos enter the pipeline. A file is published whole: on S3 by a
   single PUT (or a multipart upload, which becomes visible only when complete), locally by writing
@@ -73,6 +74,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raycondi.pipeline.checks import check_models
 from raycondi.pipeline.config import SUMMARY_FILE, LabelConfig, LabelSummary
@@ -83,7 +85,7 @@ from raycondi.pipeline.sink import LabelSink, labelled_ids
 from raycondi.pipeline.stages import ScoreAndSelect, ScoreSelectPredict, TeacherPredict
 from raycondi.video.storage import join, write_bytes
 
-__all__ = ["check_models", "label_videos"]
+__all__ = ["RunAttempts", "check_models", "label_videos", "video_blocks"]
 
 logger = logging.getLogger("raycondi.label")
 
@@ -92,27 +94,44 @@ def _actor_pool(size: int) -> ray.data.ActorPoolStrategy:
     return ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size)
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class _AttemptLog:
-    """How many times each video's labelling started in this run, across every actor and restart."""
+    """Each video's decodes started in this run and not finished, across every actor and restart. Restarted
+    (with its node), it starts again from nothing: the limit then only comes later."""
 
     def __init__(self) -> None:
-        self.started: collections.Counter[str] = collections.Counter()
+        self.unfinished: collections.Counter[str] = collections.Counter()
 
     def begin(self, video_id: str) -> int:
-        self.started[video_id] += 1
-        return self.started[video_id]
+        died = self.unfinished[video_id]
+        self.unfinished[video_id] += 1
+        return died
+
+    def finish(self, video_id: str) -> None:
+        self.unfinished[video_id] = max(0, self.unfinished[video_id] - 1)
 
 
 class RunAttempts:
-    """The stages' :data:`~raycondi.pipeline.stages.Attempts`: one call per video start, to the run's log actor
-    (it lives as long as the driver)."""
+    """The stages' :class:`~raycondi.pipeline.stages.Attempts`: two calls per video to the run's log actor, which
+    runs on the driver's node and lives as long as the driver."""
 
     def __init__(self) -> None:
-        self._log = _AttemptLog.remote()
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self._log = _AttemptLog.options(scheduling_strategy=here).remote()
 
-    def __call__(self, video_id: str) -> int:
+    def begin(self, video_id: str) -> int:
         return ray.get(self._log.begin.remote(video_id))
+
+    def finish(self, video_id: str) -> None:
+        ray.get(self._log.finish.remote(video_id))
+
+
+def video_blocks(videos: pa.Table, max_blocks: int = 10_000) -> list[pa.Table]:
+    """The videos as Ray Data blocks: one per video, which balances videos of very different lengths across
+    actors, and past ``max_blocks`` videos (the metadata of a block per video costs the driver) as few videos
+    per block as keeps them at most ``max_blocks``."""
+    per_block = max(1, -(-videos.num_rows // max_blocks))
+    return [videos.slice(i, per_block) for i in range(0, videos.num_rows, per_block)]
 
 
 def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSummary:
@@ -134,9 +153,7 @@ def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSumm
             ray.init()
         plan = plan_pools(config, [n["Resources"] for n in ray.nodes() if n["Alive"]], todo.num_rows)
         logger.info("labelling %d video(s) with %s", todo.num_rows, plan.describe())
-        # One block per video (up to a bound): balances videos of very different lengths across actors.
-        blocks = [todo.slice(i, 1) for i in range(todo.num_rows)] if todo.num_rows <= 10_000 else [todo]
-        rows = ray.data.from_arrow(blocks)
+        rows = ray.data.from_arrow(video_blocks(todo))
         attempts = RunAttempts()
         if plan.stages == "fused":
             rows = rows.map_batches(

@@ -17,9 +17,9 @@ three typed hand-off columns.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -205,20 +205,31 @@ def base_row(config: LabelConfig, video: dict[str, str], models: dict[str, str |
             "k_student": config.k_student, "teacher_clips": 0, **models}
 
 
-Attempts = Callable[[str], int]  # counts one more start of a video's labelling in this run; returns the count
+class Attempts(Protocol):
+    """The run's record of each video's decodes, shared by every actor (:class:`~raycondi.pipeline.label.RunAttempts`
+    in the job)."""
+
+    def begin(self, video_id: str) -> int:
+        """Record a start of ``video_id``'s decode; return how many earlier starts never finished (their worker
+        died)."""
+
+    def finish(self, video_id: str) -> None:
+        """Record that the decode started last ended (with clips or a decode error)."""
 
 
 def used_up(config: LabelConfig, video_id: str, attempts: Attempts | None) -> str | None:
-    """Count this start of ``video_id``'s labelling; past ``config.max_video_attempts`` starts in this run (its
-    worker died every time: Ray Data restarts the actor and retries the task without limit), the reason of its
-    error row; else None."""
+    """Record this start of ``video_id``'s decode; when ``config.max_video_attempts`` earlier starts in this run
+    never finished (the worker died each time, and Ray Data retries the task without limit), the reason of its
+    error row; else None. Starts that finished do not count, so the other videos of a retried task are not
+    blamed for the one that crashed it."""
     if attempts is None:
         return None
-    started = attempts(video_id)
-    if started <= config.max_video_attempts:
+    died = attempts.begin(video_id)
+    if died < config.max_video_attempts:
         return None
-    return (f"worker died decoding this video, {started - 1} times (--max-video-attempts {config.max_video_attempts}):"
-            " it may crash the decoder or exhaust the worker's memory")
+    attempts.finish(video_id)
+    return (f"worker died decoding this video ({died} attempts, --max-video-attempts {config.max_video_attempts}): "
+            "it may crash the decoder")
 
 
 def error_selection(row: dict[str, Any], reason: str, decode_s: float, stats: DecodeStats,
@@ -296,6 +307,9 @@ class ScoreAndSelect:
                 skim_step=self.skim_step, limits=config.limits, storage=config.storage, stats=stats)
         except VideoDecodeError as error:
             return error_selection(row, error.reason, time.perf_counter() - started, stats, self.clip)
+        finally:
+            if self.attempts is not None:
+                self.attempts.finish(video["video_id"])
         row.update(decode_columns(chosen.num_clips, chosen.duration_s, chosen.decode_s, stats, mode, fallback,
                                   chosen.clips))
         return selected(config, row, chosen)

@@ -183,7 +183,12 @@ class SeekingDecoder:
         if stream.average_rate and stream.average_rate != rate:
             raise NoSeek(f"variable frame rate (average {stream.average_rate} fps, base {rate} fps)")
         step = 1 / (Fraction(rate) * Fraction(time_base))
-        packets = [(p.pts, p.duration, p.is_keyframe) for p in container.demux(stream) if p.size]
+        packets = []
+        for p in container.demux(stream):
+            if stats is not None:
+                stats.check_time(self.uri)
+            if p.size:
+                packets.append((p.pts, p.duration, p.is_keyframe))
         if not packets or any(pts is None for pts, _, _ in packets):
             raise NoSeek("a packet has no timestamp")
         container.seek(0, backward=True, any_frame=False, stream=stream)
