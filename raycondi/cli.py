@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from raycondi.cli_options import add_storage_options, ray_init, size_option, storage_options
+from raycondi.cli_options import add_storage_options, size_option, storage_options
 from raycondi.cli_train import add_commands as add_train_commands
 from raycondi.pipeline.config import DECODERS, STAGES
 from raycondi.strategies import ALIASES, CANDIDATES, KEYFRAME_CLIPS, LABEL_STRATEGIES, METHODS
@@ -28,12 +28,17 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from raycondi.datasets.manifests import ManifestError
     from raycondi.datasets.shards import prepare
     from raycondi.video.decode import ClipSpec
+    from raycondi.video.storage import UriError
 
-    ray_init()
     clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride)
-    summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=storage_options(args))
+    try:  # prepare checks the output and reads the dataset on the driver, then starts Ray
+        summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=storage_options(args))
+    except (UriError, ManifestError, ValueError) as error:
+        print(f"raycondi prepare: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(asdict(summary), indent=2))
     if summary.failed:
         print(f"{summary.failed} video(s) failed to decode; see {args.out.rstrip('/')}/failed.parquet for why")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from raycondi.cli_options import add_storage_options, ray_init, storage_options
 from raycondi.strategies import METHODS
@@ -51,11 +52,26 @@ def teacher_config(args: argparse.Namespace):
     )
 
 
+def _checked(command: str, make, check):
+    """The run's config from ``make()``, checked by ``check`` on the driver before anything starts; None, after
+    printing the problem on one line, when either refuses it."""
+    try:
+        config = make()
+        check(config)
+    except ValueError as error:  # json.JSONDecodeError of a --*-kwargs option included
+        print(f"raycondi {command}: {error}", file=sys.stderr)
+        return None
+    return config
+
+
 def _train_teacher(args: argparse.Namespace) -> int:
+    from raycondi.train.preflight import check_teacher_run
     from raycondi.train.teacher import train_teacher
     from raycondi.video.storage import join
 
-    config = teacher_config(args)
+    config = _checked("train-teacher", lambda: teacher_config(args), check_teacher_run)
+    if config is None:
+        return 2
     ray_init()
     result = train_teacher(config)
     print(json.dumps(result.metrics, indent=2, default=float))
@@ -87,9 +103,12 @@ def distill_config(args: argparse.Namespace, out: str):
 
 def _distill(args: argparse.Namespace) -> int:
     from raycondi.train.distill import distill
+    from raycondi.train.preflight import check_distill_run
     from raycondi.video.storage import join
 
-    config = distill_config(args, args.out)
+    config = _checked("distill", lambda: distill_config(args, args.out), check_distill_run)
+    if config is None:
+        return 2
     ray_init()
     result = distill(config)
     print(json.dumps(result.metrics, indent=2, default=float))
@@ -119,9 +138,12 @@ def search_config(args: argparse.Namespace):
 
 
 def _tune(args: argparse.Namespace) -> int:
+    from raycondi.train.preflight import check_distill_run
     from raycondi.train.tune import search
 
-    config = search_config(args)
+    config = _checked("tune", lambda: search_config(args), lambda search: check_distill_run(search.distill))
+    if config is None:
+        return 2
     ray_init()
     record = search(config)
     print(json.dumps(record, indent=2, default=float))

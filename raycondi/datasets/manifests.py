@@ -121,11 +121,15 @@ _SCHEMA = pa.schema(
 
 
 class ManifestError(ValueError):
-    """A dataset could not be read; ``problems`` lists every problem found, the message the first few."""
+    """A dataset could not be read; ``problems`` lists every problem found, the message the first few (one line
+    when there is one)."""
 
     def __init__(self, uri: str, problems: list[str]) -> None:
         self.uri = uri
         self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(f"{uri}: {self.problems[0]}")
+            return
         shown = "".join(f"\n  - {p}" for p in self.problems[:MAX_LISTED_PROBLEMS])
         more = len(self.problems) - MAX_LISTED_PROBLEMS
         tail = f"\n  ... and {more} more" if more > 0 else ""
@@ -207,6 +211,10 @@ def detect_format(uri: str, storage: StorageOptions | None = None) -> str:
         return "ucf101"
     if any(exists(join(uri, name), storage) for name in KINETICS_CSVS):
         return "kinetics"
+    if not exists(uri, storage):
+        bucket = uri[len("s3://"):].split("/", 1)[0] if uri.startswith("s3://") else None
+        missing = bucket is not None and not exists(f"s3://{bucket}", storage)
+        raise ManifestError(uri, [f"no such bucket {bucket!r}" if missing else "no such file, folder or prefix"])
     raise ManifestError(
         uri,
         [
