@@ -64,19 +64,25 @@ def _checked(command: str, make, check):
     return config
 
 
-def _train_teacher(args: argparse.Namespace) -> int:
-    from raycondi.train.preflight import check_teacher_run
-    from raycondi.train.teacher import train_teacher
+def _train(args: argparse.Namespace, command: str, make, check, run, model: str) -> int:
+    """A training command: its checked config, then the run on Ray, its last metrics and where ``model`` went."""
     from raycondi.video.storage import join
 
-    config = _checked("train-teacher", lambda: teacher_config(args), check_teacher_run)
+    config = _checked(command, make, check)
     if config is None:
         return 2
     ray_init()
-    result = train_teacher(config)
+    result = run(config)
     print(json.dumps(result.metrics, indent=2, default=float))
-    print(f"teacher model: {join(args.out, 'model')}")
+    print(f"{model} model: {join(args.out, 'model')}")
     return 0
+
+
+def _train_teacher(args: argparse.Namespace) -> int:
+    from raycondi.train.preflight import check_teacher_run
+    from raycondi.train.teacher import train_teacher
+
+    return _train(args, "train-teacher", lambda: teacher_config(args), check_teacher_run, train_teacher, "teacher")
 
 
 def distill_config(args: argparse.Namespace, out: str):
@@ -104,16 +110,8 @@ def distill_config(args: argparse.Namespace, out: str):
 def _distill(args: argparse.Namespace) -> int:
     from raycondi.train.distill import distill
     from raycondi.train.preflight import check_distill_run
-    from raycondi.video.storage import join
 
-    config = _checked("distill", lambda: distill_config(args, args.out), check_distill_run)
-    if config is None:
-        return 2
-    ray_init()
-    result = distill(config)
-    print(json.dumps(result.metrics, indent=2, default=float))
-    print(f"student model: {join(args.out, 'model')}")
-    return 0
+    return _train(args, "distill", lambda: distill_config(args, args.out), check_distill_run, distill, "student")
 
 
 def search_config(args: argparse.Namespace):

@@ -100,13 +100,16 @@ def _label(cluster: Cluster, archive: Path, videos: str, output: str, *options: 
     return subprocess.Popen(command, env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _kill_when(driver: subprocess.Popen, ready: Callable[[], bool], timeout: float = RUN_TIMEOUT_S) -> None:
-    """SIGKILL the driver once ``ready()``; fail if it ended first."""
-    deadline = time.monotonic() + timeout
+def _kill_when(driver: subprocess.Popen, ready: Callable[[], bool], node: subprocess.Popen | None = None) -> None:
+    """Once ``ready()``, SIGKILL the driver, or the worker ``node`` when given; fail if the driver ended first."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
     while not ready():
         assert driver.poll() is None, "the driver finished before the point it was to be killed at"
         assert time.monotonic() < deadline, "the kill point never came"
         time.sleep(0.1)
+    if node is not None:
+        kill_node(node)
+        return
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
 
@@ -193,7 +196,7 @@ def test_a_lost_worker_node_loses_no_video(cluster, archive, tmp_path, capsys):
     videos, output = str(archive / "videos"), str(tmp_path / "labels")
     driver = _label(cluster, archive, videos, output)
     try:
-        _kill_when_node(driver, node, lambda: len(_files(output)) >= 2)
+        _kill_when(driver, lambda: len(_files(output)) >= 2, node)
         code = driver.wait(timeout=RUN_TIMEOUT_S)
     finally:
         cluster.nodes.remove(node)
@@ -203,11 +206,3 @@ def test_a_lost_worker_node_loses_no_video(cluster, archive, tmp_path, capsys):
     _report(capsys, f"worker node SIGKILLed mid-job: {VIDEOS} videos, the job "
                     f"{'finished by itself' if code == 0 else f'exited {code}, a rerun finished it'}, "
                     f"{VIDEOS} rows, 0 duplicates, 0 missing")
-
-
-def _kill_when_node(driver: subprocess.Popen, node: subprocess.Popen, ready: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not ready():
-        assert driver.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    kill_node(node)

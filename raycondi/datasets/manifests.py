@@ -82,6 +82,7 @@ from raycondi.video.storage import (
     list_files,
     open_input,
     read_bytes,
+    read_lines,
     resolve,
 )
 
@@ -263,7 +264,7 @@ def _read_ucf101(root: str, storage: StorageOptions | None, split: int) -> _Pars
         raise ValueError(f"UCF-101 split must be >= 1, got {split}")
     parsed = _Parsed()
     class_ind = "classInd.txt"
-    for number, line in _lines(join(root, class_ind), storage):
+    for number, line in read_lines(join(root, class_ind), storage):
         index, _, name = line.partition(" ")
         if not index.isdigit() or not name.strip():
             parsed.problems.append(f"{class_ind}:{number}: expected '<index> <class name>', got {line!r}")
@@ -283,7 +284,7 @@ def _read_ucf101(root: str, storage: StorageOptions | None, split: int) -> _Pars
         return folder if folder in position or len(matches) != 1 else matches[0]
 
     for list_name, split_name in ((f"trainlist{split:02d}.txt", "train"), (f"testlist{split:02d}.txt", "test")):
-        for number, line in _lines(join(root, list_name), storage):
+        for number, line in read_lines(join(root, list_name), storage):
             source = f"{list_name}:{number}"
             path, _, index = line.partition(" ")
             folder, slash, filename = path.partition("/")
@@ -433,12 +434,6 @@ def _split_name(value: object, source: str, problems: list[str]) -> str | None:
     if name is None:
         problems.append(f"{source}: unknown split {value!r}; expected train, val (validate) or test")
     return name
-
-
-def _lines(uri: str, storage: StorageOptions | None) -> list[tuple[int, str]]:
-    """Non-blank lines of a text file with their 1-based numbers (CRLF and surrounding spaces dropped)."""
-    text = read_bytes(uri, storage).decode("utf-8-sig")
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def _csv_header(uri: str, storage: StorageOptions | None) -> set[str]:

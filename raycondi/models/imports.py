@@ -43,7 +43,7 @@ from raycondi.models.checkpoint import (
 )
 from raycondi.models.registry import model_info
 from raycondi.video.decode import Size
-from raycondi.video.storage import StorageError, StorageOptions, exists, join, read_bytes
+from raycondi.video.storage import StorageError, StorageOptions, exists, join, read_bytes, read_lines
 
 __all__ = ["FORMATS", "ImportConfig", "ImportSummary", "import_weights", "read_classes", "torchvision_metadata"]
 
@@ -152,10 +152,9 @@ def read_classes(text: str, storage: StorageOptions | None = None) -> tuple[int,
     if not exists(text, storage):
         raise ValueError(f"--classes {text}: neither a number nor an existing file of class names")
     try:
-        content = read_bytes(text, storage).decode("utf-8-sig")
+        lines = [line for _, line in read_lines(text, storage)]
     except (StorageError, UnicodeDecodeError) as error:
         raise ValueError(f"--classes {text}: cannot read class names ({error})") from None
-    lines = [line.strip() for line in content.splitlines() if line.strip()]
     indexed = [re.fullmatch(r"(\d+)\s+(\S.*)", line) for line in lines]
     if lines and all(indexed):
         by_index = {int(m[1]): m[2].strip() for m in indexed}
@@ -295,7 +294,6 @@ def import_weights(config: ImportConfig) -> ImportSummary:
     weight = state.get(f"{classifier}.weight")
     found_classes = None if weight is None else weight.shape[0]
     checkpoint = _checkpoint_config(config, meta, architecture, found_classes)
-    model = _build(checkpoint)
     replaced = None
     if found_classes != checkpoint.num_classes:
         if not config.new_classifier:
@@ -306,6 +304,9 @@ def import_weights(config: ImportConfig) -> ImportSummary:
                                                  "one and fine-tune it")
         state = {k: v for k, v in state.items() if not k.startswith(classifier + ".")}
         replaced = classifier
+    fresh = replaced is not None or config.student  # layers the file does not hold: initialise them
+    with torch.device("cpu" if fresh else "meta"):  # else nothing to initialise: the file's tensors are the model
+        model = _build(checkpoint)
     if config.student:
         state = _as_student(state, classifier, model)
     if replaced is not None:  # the new layer keeps the freshly built model's initialisation
@@ -314,7 +315,9 @@ def import_weights(config: ImportConfig) -> ImportSummary:
     if problem := state_dict_mismatch(model.state_dict(), state, names=20):
         raise CheckpointError(config.source, f"does not fit {architecture} with {dict(config.model_kwargs)} "
                                              f"({', '.join(done)}): {problem}; check --architecture and --option")
-    model.load_state_dict(state)
+    expected = model.state_dict()
+    state = {k: v.to(expected[k].dtype) for k, v in state.items()}  # a half-precision file imports as the model's
+    model.load_state_dict(state, assign=not fresh)
     save_checkpoint(model, config.out, checkpoint, storage=config.storage)
     return ImportSummary(out=config.out, config=checkpoint, format=", ".join(done), tensors=read,
                          replaced=replaced)

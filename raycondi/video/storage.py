@@ -40,6 +40,7 @@ __all__ = [
     "open_input",
     "open_output",
     "read_bytes",
+    "read_lines",
     "write_bytes",
     "exists",
     "list_files",
@@ -112,6 +113,13 @@ def read_bytes(uri: str, options: StorageOptions | None = None) -> bytes:
     """The whole content of ``uri`` (for small files: manifests, configs, checkpoints)."""
     with open_input(uri, options) as f, _errors(uri, "read failed"):
         return f.read()
+
+
+def read_lines(uri: str, options: StorageOptions | None = None) -> list[tuple[int, str]]:
+    """The non-blank lines of the UTF-8 text file ``uri`` with their 1-based numbers (a BOM, CRLF and surrounding
+    spaces dropped): class lists, split lists."""
+    text = read_bytes(uri, options).decode("utf-8-sig")
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def write_bytes(uri: str, data: bytes, options: StorageOptions | None = None) -> None:
