@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from raycondi.cli_options import add_storage_options, size_option, storage_options
+from raycondi.cli_report import add_command as add_report_command
 from raycondi.cli_train import add_commands as add_train_commands
 from raycondi.pipeline.config import DECODERS, STAGES
 from raycondi.strategies import ALIASES, CANDIDATES, KEYFRAME_CLIPS, LABEL_STRATEGIES, METHODS
@@ -31,10 +32,11 @@ def _prepare(args: argparse.Namespace) -> int:
     from raycondi.datasets.manifests import ManifestError
     from raycondi.datasets.shards import prepare
     from raycondi.video.decode import ClipSpec
-    from raycondi.video.storage import UriError
+    from raycondi.video.storage import UriError, check_endpoint
 
     clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride)
     try:  # prepare checks the output and reads the dataset on the driver, then starts Ray
+        check_endpoint((args.dataset, args.out), storage_options(args))
         summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=storage_options(args))
     except (UriError, ManifestError, ValueError) as error:
         print(f"raycondi prepare: {error}", file=sys.stderr)
@@ -46,9 +48,10 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from raycondi.pipeline import LabelConfig, LabelError, label_videos
+    from raycondi.pipeline import LabelConfig, label_videos
+    from raycondi.video.storage import UriError
 
-    try:
+    try:  # label_videos checks every option on the driver (pipeline.checks), then starts Ray
         config = LabelConfig(
             input=args.input, output=args.output, teacher=args.teacher, student=args.student, k=args.k,
             k_student=args.k_student, strategy=args.strategy, weighting=args.weighting, seed=args.seed,
@@ -61,10 +64,15 @@ def _label(args: argparse.Namespace) -> int:
             video_timeout=args.video_timeout, storage=storage_options(args),
         )
         summary = label_videos(config)
-    except (LabelError, ValueError) as error:
+    except (UriError, ValueError) as error:  # LabelError, and the StorageError of an unreachable endpoint
         print(f"raycondi label: {error}", file=sys.stderr)
         return 2
     print(summary.to_json())
+    _print_errors(summary, storage_options(args))
+    if args.report:
+        from raycondi.audit import ReportConfig, write_report
+
+        print(f"the labels' report: {write_report(ReportConfig(args.output, storage=storage_options(args))).html}")
     if summary.nothing_labelled:
         print(f"raycondi label: nothing could be labelled ({summary.videos_error} error rows under {args.output})",
               file=sys.stderr)
@@ -72,11 +80,24 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_errors(summary, storage) -> None:
+    """This run's failed videos on the terminal, once: one line per reason, with the first few videos."""
+    from raycondi.audit.errors import error_groups
+
+    if not summary.videos_error:
+        return
+    print(f"raycondi label: {summary.videos_error} video(s) failed; their rows' error column says why:", file=sys.stderr)
+    for group in error_groups(summary.files, storage):
+        videos = ", ".join(f"{video_id} ({uri})" for video_id, uri in group.examples)
+        more = f" and {group.count - len(group.examples)} more" if group.count > len(group.examples) else ""
+        print(f"  {group.count} x {group.reason}: {videos}{more}", file=sys.stderr)
+
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from raycondi.evaluation import EvaluateConfig, EvaluationError, evaluate
+    from raycondi.evaluation import EvaluateConfig, evaluate
+    from raycondi.video.storage import UriError
 
-    try:
+    try:  # evaluate checks every input on the driver, then starts Ray
         students = dict(_method_uri(text) for text in args.student)
         config = EvaluateConfig(
             clips=args.clips, teacher=args.teacher, students=students, out=args.out, ks=tuple(args.k),
@@ -87,7 +108,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             gpu=args.gpu, batch_size=args.batch_size, storage=storage_options(args),
         )
         summary = evaluate(config)
-    except (EvaluationError, ValueError, FileNotFoundError) as error:
+    except (UriError, ValueError, FileNotFoundError) as error:  # EvaluationError, an unreachable endpoint
         print(f"raycondi evaluate: {error}", file=sys.stderr)
         return 2
     print(f"Table III: video accuracy (%), {summary.videos} {args.split} videos, {summary.clips} clips")
@@ -192,6 +213,11 @@ def _ks(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+# The commands that run Ray, and the option naming the output their log file goes under (raycondi.console)
+LOG_UNDER = {"prepare": "out", "train-teacher": "out", "distill": "out", "tune": "out", "evaluate": "out",
+             "label": "output", "quickstart": "workdir"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raycondi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--video-timeout", type=float, default=None, metavar="SECONDS",
                      help="a video whose PyAV decode (with the student's scoring between its packets) takes "
                           "longer becomes an error row (default: no limit)")
+    lab.add_argument("--report", action="store_true",
+                     help="then write the labels' report (`raycondi report OUTPUT`): OUTPUT/_report/index.html")
     add_storage_options(lab)
     lab.set_defaults(run=_label)
 
@@ -312,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_options(ev)
     ev.set_defaults(run=_evaluate)
     _add_import_command(commands)
+    add_report_command(commands)
     quick = commands.add_parser(
         "quickstart", help="the whole system on a small synthetic benchmark, on this machine (3 to 8 minutes on 2 "
                            "CPU cores)")
@@ -319,13 +348,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder for every output, local or s3:// (default ./raycondi-quickstart); "
                             "re-running with the same folder continues an interrupted run")
     quick.set_defaults(run=_quickstart)
+    for name in LOG_UNDER:
+        commands.choices[name].add_argument(
+            "--verbose", action="store_true",
+            help="show Ray's log lines on the terminal too (default: only in the log file under the output)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="raycondi: %(message)s")  # the jobs' plans, to stderr
-    return args.run(args)
+    if args.command not in LOG_UNDER or args.verbose:
+        return args.run(args)
+    from raycondi.console import log_uri, quiet
+    from raycondi.video.storage import StorageOptions
+
+    with quiet(log_uri(getattr(args, LOG_UNDER[args.command]), args.command),
+               StorageOptions(endpoint_url=getattr(args, "endpoint_url", None))):
+        return args.run(args)
 
 
 if __name__ == "__main__":

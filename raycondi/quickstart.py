@@ -12,7 +12,8 @@ machine), printing a progress line per step:
 6. :func:`~raycondi.evaluation.evaluate` -- Tables III-V, AUROCs, plots at every K of ``ks`` (Ray Data);
 7. :func:`~raycondi.pipeline.label.label_videos` -- the test videos labelled to Parquet by the teacher on
    the ConDi-SR student's K most confident clips, K the best of the evaluation (Ray Data); the labels'
-   accuracy is printed beside Table III's ConDi-SR row at that K, which it must equal.
+   accuracy is printed beside Table III's ConDi-SR row at that K, which it must equal;
+8. :func:`~raycondi.audit.write_report` -- the labels' report, an HTML page to open in a browser.
 
 Every step is skipped when its output is already under ``workdir`` (training resumes from its last
 checkpoint, labelling labels only the missing videos), so an interrupted run continues where it stopped.
@@ -34,8 +35,8 @@ from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 import ray
-from ray.data import DataContext
 
+from raycondi.audit import ReportConfig, write_report
 from raycondi.datasets.manifests import read_dataset
 from raycondi.datasets.shards import prepare
 from raycondi.datasets.synthetic import SynthConfig, generate_dataset
@@ -125,6 +126,7 @@ class QuickstartSummary:
     seconds: Mapping[str, float] = field(default_factory=dict)
     labels_accuracy: float = float("nan")
     table_accuracy: float = float("nan")
+    report: str = ""
 
 
 def _step(number: int, total: int, title: str, seconds: dict[str, float], run: Callable[[], _T]) -> _T:
@@ -177,7 +179,7 @@ def training_slots(cpus: int, runs: int) -> tuple[int, float]:
 
 
 def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, float]) -> QuickstartSummary:
-    total = 7
+    total = 8
     teacher = join(outputs["teacher"], "model")
     cpus = int(ray.cluster_resources().get("CPU", 1))
     training: dict[str, Any] = {
@@ -235,9 +237,11 @@ def _run(config: QuickstartConfig, outputs: dict[str, str], seconds: dict[str, f
                    lambda: label_videos(LabelConfig(
                        input=outputs["videos"], output=outputs["labels"], teacher=teacher,
                        student=join(outputs["condi_sr"], "model"), k=k, strategy="condi_sr", split="test")))
+    report = _step(8, total, "write the labels' report", seconds,
+                   lambda: write_report(ReportConfig(labels=outputs["labels"])))
     return QuickstartSummary(config.workdir, outputs, k, evaluation.table_iii, labels, seconds,
                              label_accuracy(outputs["labels"], outputs["videos"]),
-                             _condi_sr_rows(accuracy).get(k, float("nan")))
+                             _condi_sr_rows(accuracy).get(k, float("nan")), report.html)
 
 
 def _print_summary(summary: QuickstartSummary) -> None:
@@ -254,11 +258,12 @@ def _print_summary(summary: QuickstartSummary) -> None:
         *((f"{m} student checkpoint", join(outputs[m], "model")) for m in METHODS),
         ("Tables III-V, ambiguity.csv, plots and report.md", outputs["eval"]),
         (f"labels of {summary.labels.videos_ok} test videos (Parquet, K = {summary.best_k})", outputs["labels"]),
+        ("the labels' report (HTML, charts and the least sure videos' clips)", summary.report),
     ):
         print(f"  {name}: {where}")
     teacher, condi = join(outputs["teacher"], "model"), join(outputs["condi_sr"], "model")
     print("\nNext:")
-    print(f"  read {join(outputs['eval'], 'report.md')}")
+    print(f"  read {join(outputs['eval'], 'report.md')}, and open {summary.report} in a browser")
     print(f"  raycondi label --input VIDEOS --output OUT --teacher {teacher} --student {condi} "
           f"--k {summary.best_k}   # your own videos (local or s3://)")
     print("  the paper-sized models: raycondi prepare / train-teacher / distill / evaluate with --preset paper "
@@ -275,7 +280,6 @@ def quickstart(config: QuickstartConfig = QuickstartConfig()) -> QuickstartSumma
     if started:
         ray.init(num_cpus=config.num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
-        DataContext.get_current().enable_progress_bars = False
         summary = _run(config, outputs, {})
     finally:
         if started:

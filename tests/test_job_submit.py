@@ -214,7 +214,7 @@ def test_label_job_with_a_bad_input_fails_clearly(cluster, inputs, s3_server, pr
     assert cluster.wait(job) == "FAILED"
     assert f"Job '{job}' failed" in cluster.status(job)
     logs = cluster.logs(job)
-    assert f"raycondi label: {missing}" in logs, logs
+    assert f"raycondi label: --input {missing}" in logs, logs
     assert "Traceback" not in logs, logs
 
 

@@ -507,8 +507,17 @@ def test_gpu_layout_on_cpu_labels_as_the_evaluation_counts(tmp_path, ray_runtime
     out = tmp_path / "out"
     assert main(["label", "--input", str(videos), "--output", str(out), "--teacher", teacher, "--student", student,
                  "--k", "3", "--k-student", "1", "--student-batch-size", "4", "--stages", "gpu",
-                 "--inference", "fp32"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+                 "--inference", "fp32", "--report"]) == 0
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out[:printed.out.rindex("}") + 1])
+    # the terminal: the failed video once, with its reason; the report's path; Ray's lines only in the log file
+    assert "raycondi label: 1 video(s) failed; their rows' error column says why:\n  1 x not a readable media " \
+           "file" in printed.err and f": bad ({videos / 'bad.mp4'})" in printed.err
+    assert printed.out.endswith(f"the labels' report: {out / '_report' / 'index.html'}\n")
+    assert "bad" in (out / "_report" / "index.html").read_text()
+    (log,) = (out / "_logs").glob("label-*.log")
+    assert "Execution plan of Dataset" in log.read_text() and "Execution plan" not in printed.err
+    assert f"raycondi: Ray's log lines are in {log}" in printed.err
     assert summary["plan"].startswith("1 DecodeClips actor(s) x 1 CPU, 1 GPUScoreSelectPredict actor(s) x 1 CPU;")
     assert f"labelling 4 video(s) with {summary['plan']}" in caplog.messages
     rows = {r["video_id"]: r for r in read_output(str(out)).to_pylist()}

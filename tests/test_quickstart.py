@@ -81,9 +81,14 @@ def test_reduced_quickstart_writes_every_output(tmp_path, capsys):
     # the labels deliver what Table III promised at that K
     assert summary.labels_accuracy == pytest.approx(summary.table_accuracy)
 
-    printed = capsys.readouterr().out
-    assert "[5/7] distil the bce_conf, st_ent, st_conf, condi_sr students (1 epochs, 2 at a time)" in printed
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "[5/8] distil the bce_conf, st_ent, st_conf, condi_sr students (1 epochs, 2 at a time)" in printed
     assert all(f"{method} student: done in" in printed for method in METHODS)
-    assert "[7/7] label the test videos" in printed
+    assert "[7/8] label the test videos" in printed
+    assert "[8/8] write the labels' report" in printed and summary.report in printed
+    page = Path(summary.report).read_text()
+    assert summary.report == f"{out['labels']}/_report/index.html" and "lowest-scored</h2>" in page
+    assert "teacher epoch 1/1: train_loss" in captured.err  # the training's progress, as the epoch ends
     assert "Table III" in printed and out["labels"] in printed and "Next:" in printed
     assert f"Table III's ConDi-SR at K = {summary.best_k}: {100 * summary.table_accuracy:.1f} %" in printed

@@ -95,7 +95,8 @@ def test_permanent_faults_are_error_rows_or_errors_naming_the_uri(proxy, s3_serv
               f"rows: {rows['denied']['error']!r}; {rows['gone']['error']!r}")
     with pytest.raises(LabelError, match="s3://no-such-bucket-here/videos: .*no such bucket 'no-such-bucket-here'"):
         label_videos(LabelConfig("s3://no-such-bucket-here/videos", out, teacher, strategy="dense"))
-    with pytest.raises(LabelError, match="perm/denied/teacher.*--teacher: .*access denied"):
+    with pytest.raises(ValueError, match="--teacher s3://raycondi-test/perm/denied/teacher: cannot read its "
+                                         "config.json .*access denied"):
         label_videos(LabelConfig(videos, s3_server.uri("perm/labels2"), s3_server.uri("perm/denied/teacher"),
                                  strategy="dense"))
 

@@ -58,6 +58,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -68,6 +69,7 @@ import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from raycondi.datasets import drawing
 from raycondi.video.storage import StorageOptions, join, write_bytes
@@ -550,7 +552,9 @@ def generate_dataset(out: str, config: SynthConfig, storage: StorageOptions | No
         with ProcessPoolExecutor(n_workers, mp_context=get_context("forkserver")) as pool:
             yield from pool.map(_render, [config] * config.videos, range(config.videos))
 
-    for index, (data, kinds, severities) in enumerate(results()):
+    rendered = tqdm(results(), total=config.videos, desc="synthetic videos", unit="video", leave=False,
+                    file=sys.stderr, disable=None)  # a bar on a terminal only
+    for index, (data, kinds, severities) in enumerate(rendered):
         video_id, path, _ = names[index]
         write_bytes(join(out, path), data, storage)
         size += len(data)

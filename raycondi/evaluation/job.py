@@ -34,16 +34,16 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import ray
 
-from raycondi.datasets.shards import read_summary
 from raycondi.evaluation import report
 from raycondi.evaluation.inference import measure_plan_seconds, predict_clips, read_ground_truth
 from raycondi.evaluation.tables import ambiguity_rows, group_videos, ks_sweep, results, strategies_for
 from raycondi.evaluation.timing import ClipCosts
-from raycondi.models.checkpoint import CheckpointConfig, CheckpointError, read_checkpoint_config
+from raycondi.models.checkpoint import CheckpointConfig
+from raycondi.pipeline.checks import check_builds, check_folder, read_checkpoint
 from raycondi.strategies import CANDIDATES, KEYFRAME_CLIPS, METHODS, get
+from raycondi.train.preflight import check_classes, reachable, read_shards
 from raycondi.video.decode import ClipSpec, frame_size
 from raycondi.video.storage import (
-    StorageError,
     StorageOptions,
     UriError,
     exists,
@@ -109,22 +109,28 @@ class EvaluateConfig:
         if self.max_prob_student is None and self.students:
             default = "condi_sr" if "condi_sr" in self.students else next(iter(self.students))
             object.__setattr__(self, "max_prob_student", default)
-        problems = [f"unknown student method {m!r} (expected {', '.join(METHODS)})"
-                    for m in self.students if m not in METHODS]
+        problems = [f"--student {m}={uri}: unknown student method {m!r}; use one of {', '.join(METHODS)}"
+                    for m, uri in self.students.items() if m not in METHODS]
         if not self.ks or min(self.ks) < 1:
-            problems.append(f"k: expected positive integers, got {self.ks}")
+            problems.append(f"--k {','.join(map(str, self.ks))}: expected positive integers (clips per video)")
         if self.split not in ("train", "val", "test"):
-            problems.append(f"split: expected train, val or test, got {self.split!r}")
+            problems.append(f"--split {self.split}: expected train, val or test")
         if self.max_prob_student is not None and self.max_prob_student not in self.students:
-            problems.append(f"max_prob_student: {self.max_prob_student!r} is not among the students given")
+            problems.append(f"--max-prob-student {self.max_prob_student}: not among the students given "
+                            f"({', '.join(self.students) or 'none'}); give it with --student "
+                            f"{self.max_prob_student}=CHECKPOINT")
         if self.decode_seconds is not None and self.decode_seconds < 0:
-            problems.append(f"decode_seconds: must be >= 0, got {self.decode_seconds}")
+            problems.append(f"--decode-seconds {self.decode_seconds:g}: must be >= 0")
         if self.candidates not in CANDIDATES:
-            problems.append(f"candidates: expected one of {', '.join(CANDIDATES)}, got {self.candidates!r}")
+            problems.append(f"--candidates {self.candidates}: expected one of {', '.join(CANDIDATES)}")
         if self.keyframe_clips < 1:
-            problems.append(f"keyframe_clips: must be >= 1, got {self.keyframe_clips}")
-        if not self.seeds or self.actors < 1 or self.batch_size < 1 or self.decode_videos < 1:
-            problems.append("seeds must not be empty; actors, batch_size and decode_videos must be >= 1")
+            problems.append(f"--keyframe-clips {self.keyframe_clips}: must be >= 1")
+        for option, value in (("--actors", self.actors), ("--batch-size", self.batch_size),
+                              ("--decode-videos", self.decode_videos)):
+            if value < 1:
+                problems.append(f"{option} {value}: must be >= 1")
+        if not self.seeds:
+            problems.append("seeds: must not be empty")
         if problems:
             raise ValueError("invalid EvaluateConfig: " + "; ".join(problems))
 
@@ -145,36 +151,43 @@ class EvaluationSummary:
 
 def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, ClipSpec, dict[str, int]]:
     """The teacher's config, the shards' dataset folder and clip spec, and each student's ``frame_step``;
-    EvaluationError when something does not fit.
+    ``ValueError`` or :class:`EvaluationError`, one line naming the option, when something does not fit.
 
     Every model's resize must be the shards' (``prepare --size``): ``label`` decodes at the checkpoint's
     resize, so evaluating on shards of another size would report the accuracy of other pictures."""
-    try:
-        summary = read_summary(config.clips, config.storage)
-    except (StorageError, KeyError, ValueError) as error:
-        raise EvaluationError(config.clips, f"not clip shards from `raycondi prepare` ({error})") from None
+    reachable((config.clips, config.teacher, *config.students.values(), config.out, config.ground_truth),
+              config.storage)
+    summary = read_shards(config.clips, config.storage)
+    if not summary.videos.get(config.split):
+        present = ", ".join(f"{split} ({n} videos)" for split, n in summary.videos.items() if n) or "none"
+        raise EvaluationError(f"--split {config.split}", f"the shards have no {config.split} videos "
+                                                         f"({config.clips}); evaluate a split they have: {present}")
+    check_folder("--out", config.out, config.storage)
+    if config.ground_truth is not None and not exists(config.ground_truth, config.storage):
+        raise EvaluationError(f"--ground-truth {config.ground_truth}", "no such file; give a ground_truth.parquet, "
+                                                                       "or leave it out")
+    if config.decode_seconds is None and not exists(summary.dataset, config.storage):
+        raise EvaluationError(f"--clips {config.clips}", f"its source videos ({summary.dataset}) are gone, and "
+                                                         "decoding is timed on them; give --decode-seconds (e.g. a "
+                                                         "label run's decode_s / num_clips)")
     loaded = {}
     for name, uri in {"teacher": config.teacher, **config.students}.items():
-        try:
-            loaded[name] = read_checkpoint_config(uri, storage=config.storage)
-        except CheckpointError as error:
-            raise EvaluationError(uri, f"cannot load the {name} checkpoint: {error.reason}") from None
-        expected_student = name != "teacher"
-        if loaded[name].student != expected_student:
-            raise EvaluationError(uri, f"the {name} must be a {'two-headed student' if expected_student else 'plain'}"
-                                       " checkpoint")
+        option, sep = ("--teacher", " ") if name == "teacher" else (f"--student {name}", "=")
+        what = f"{option}{sep}{uri}"
+        loaded[name] = read_checkpoint(option, uri, config.storage, student=name != "teacher", sep=sep)
+        check_builds(what, loaded[name])
         if loaded[name].clip_len != summary.clip.clip_len:
-            raise EvaluationError(uri, f"clip_len {loaded[name].clip_len} differs from the shards' "
-                                       f"{summary.clip.clip_len} ({config.clips})")
+            raise EvaluationError(what, f"clip_len {loaded[name].clip_len} differs from the shards' "
+                                        f"{summary.clip.clip_len} ({config.clips}); prepare shards with --clip-len "
+                                        f"{loaded[name].clip_len}")
         if frame_size(loaded[name].resize) != frame_size(summary.clip.size):
-            raise EvaluationError(uri, f"resize {loaded[name].resize!r} differs from the shards' --size "
-                                       f"{summary.clip.size!r} ({config.clips}): `raycondi label` decodes at the "
-                                       "checkpoint's resize, so evaluate on shards prepared at it (or, for a "
-                                       "checkpoint that records no resize, add the shards' \"resize\" to its "
-                                       "config.json)")
-        if loaded[name].num_classes != loaded["teacher"].num_classes:
-            raise EvaluationError(uri, f"{loaded[name].num_classes} classes, the teacher has "
-                                       f"{loaded['teacher'].num_classes}")
+            raise EvaluationError(what, f"resize {loaded[name].resize!r} differs from the shards' --size "
+                                        f"{summary.clip.size!r} ({config.clips}): `raycondi label` decodes at the "
+                                        "checkpoint's resize, so evaluate on shards prepared at it (or, for a "
+                                        "checkpoint that records no resize, add the shards' \"resize\" to its "
+                                        "config.json)")
+        check_classes(what, loaded[name], summary, config.clips, "evaluate models trained on these shards' classes")
+        # the crop fits: a checkpoint's crop fits its resize (CheckpointConfig), which is the shards' size
     if config.candidates == "keyframes" and exists(join(config.clips, config.split), config.storage):
         filesystem, path = resolve(join(config.clips, config.split), config.storage)
         if "keyframe_offset" not in pads.dataset(path, filesystem=filesystem, format="parquet").schema.names:
@@ -187,8 +200,9 @@ def _check_models(config: EvaluateConfig) -> tuple[CheckpointConfig, str, ClipSp
 
 def evaluate(config: EvaluateConfig) -> EvaluationSummary:
     """Run the evaluation (steps and files in the module docstring) on the current Ray cluster (``ray.init()``
-    when none is connected, after the inputs are checked). Raises :class:`EvaluationError` for unusable
-    inputs and ``FileNotFoundError`` when the split has no clips."""
+    when none is connected, after the inputs are checked on the driver). Raises :class:`EvaluationError` or
+    ``ValueError`` (one line naming the option) for unusable inputs, before Ray starts, and ``FileNotFoundError``
+    when the split has no clips."""
     teacher, dataset, clip, frame_steps = _check_models(config)
     if not ray.is_initialized():
         ray.init()

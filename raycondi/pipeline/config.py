@@ -22,7 +22,13 @@ DECODERS = ("pyav", "nvdec", "auto")
 
 
 class LabelError(UriError, ValueError):
-    """The labelling job cannot run: unusable input, output or checkpoint. ``str()`` is ``"{uri}: {reason}"``."""
+    """The labelling job cannot run: unusable input, output or checkpoint. ``str()`` is ``"{uri}: {reason}"``;
+    the driver's checks give the option with the URI as ``uri`` (``--input s3://b/videos``)."""
+
+
+def _option(field_name: str) -> str:
+    """The ``raycondi label`` option of a :class:`LabelConfig` field."""
+    return "--" + field_name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -117,58 +123,74 @@ class LabelConfig:
     storage: StorageOptions | None = None
 
     def __post_init__(self) -> None:
+        """Each problem names the CLI option (``--k-student 3``), the field's rule and the fix."""
         problems = []
         object.__setattr__(self, "strategy", strategies.ALIASES.get(self.strategy, self.strategy))
         entry = None
         if self.strategy not in strategies.LABEL_STRATEGIES:
-            problems.append(f"strategy must be one of {', '.join(strategies.LABEL_STRATEGIES)}, "
-                            f"got {self.strategy!r}")
+            problems.append(f"--strategy {self.strategy}: strategy must be one of "
+                            f"{', '.join(strategies.LABEL_STRATEGIES)}")
         else:
             entry = strategies.get(self.strategy)
+        samplers = ", ".join(s for s in strategies.LABEL_STRATEGIES if strategies.get(s).needs_student)
         if self.weighting not in ("mean", "confidence"):
-            problems.append(f"weighting must be 'mean' or 'confidence', got {self.weighting!r}")
+            problems.append(f"--weighting {self.weighting}: weighting must be 'mean' or 'confidence'")
         if self.weighting == "confidence" and entry and entry.score != "confidence":
-            problems.append(f"weighting='confidence' needs a strategy ranking clips by z~, not {self.strategy!r}")
+            problems.append(f"--weighting confidence: weighting='confidence' needs a strategy ranking clips by z~, "
+                            f"not {self.strategy!r}; use --weighting mean")
         if self.candidates not in strategies.CANDIDATES:
-            problems.append(f"candidates must be one of {', '.join(strategies.CANDIDATES)}, got {self.candidates!r}")
+            problems.append(f"--candidates {self.candidates}: candidates must be one of "
+                            f"{', '.join(strategies.CANDIDATES)}")
         elif self.candidates == "keyframes" and entry and not entry.needs_student:
-            problems.append(f"candidates='keyframes' is for the strategies that score clips, not {self.strategy!r}")
+            problems.append(f"--candidates keyframes: candidates='keyframes' is for the strategies that score clips "
+                            f"({samplers}), not {self.strategy!r}")
         if self.k < 1:
-            problems.append(f"k must be >= 1, got {self.k}")
+            problems.append(f"--k {self.k}: k must be >= 1 (clips per video)")
         if not 0 <= self.k_student <= self.k:
-            problems.append(f"k_student must be between 0 and k={self.k}, got {self.k_student}")
+            problems.append(f"--k-student {self.k_student}: k_student must be between 0 and k={self.k} (of the "
+                            "--k clips, those the student labels)")
         if self.k_student and entry and not entry.splits:
-            problems.append(f"k_student needs strategy='condi_sr', got {self.strategy!r}")
+            problems.append(f"--k-student {self.k_student}: k_student needs strategy='condi_sr', got "
+                            f"{self.strategy!r}; use --strategy condi_sr or --k-student 0")
         if entry and entry.needs_student and not self.student:
-            problems.append(f"strategy={self.strategy!r} needs a student checkpoint")
+            problems.append(f"--strategy {self.strategy}: strategy={self.strategy!r} needs a student checkpoint; "
+                            "give --student (distill's OUT/model) or a teacher-only --strategy (dense, equidistant, "
+                            "random)")
         if self.stages not in STAGES:
-            problems.append(f"stages must be one of {', '.join(STAGES)}, got {self.stages!r}")
+            problems.append(f"--stages {self.stages}: stages must be one of {', '.join(STAGES)}")
         if self.stages == "fused" and (self.student_gpus or self.teacher_gpus):
-            problems.append("stages='fused' runs both models on CPU: it takes no student_gpus or teacher_gpus")
+            problems.append("--stages fused: stages='fused' runs both models on CPU: it takes no --student-gpus or "
+                            "--teacher-gpus (use --stages split or gpu)")
         if self.stages == "gpu" and entry and not entry.needs_student:
-            problems.append(f"stages='gpu' runs a sampler's student and teacher on one GPU; {self.strategy!r} runs "
-                            "no student (use split or auto)")
+            problems.append(f"--stages gpu: stages='gpu' runs a sampler's student and teacher on one GPU; "
+                            f"{self.strategy!r} runs no student (use split or auto)")
         if self.stages == "gpu" and self.student_gpus:
-            problems.append("stages='gpu' runs the student in the GPU actor: student_gpus is for stages='split'")
+            problems.append(f"--student-gpus {self.student_gpus:g}: stages='gpu' runs the student in the GPU actor: "
+                            "student_gpus is for stages='split'")
         try:
             check_choice(self.inference)
         except ValueError as error:
-            problems.append(f"inference: {error} (or one of auto, auto-compile, fp32)")
+            problems.append(f"--inference: {error} (or one of auto, auto-compile, fp32)")
         if self.decoder not in DECODERS:
-            problems.append(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+            problems.append(f"--decoder {self.decoder}: decoder must be one of {', '.join(DECODERS)}")
         if self.split not in (None, "train", "val", "test"):
-            problems.append(f"split must be train, val or test, got {self.split!r}")
+            problems.append(f"--split {self.split}: split must be train, val or test")
         if self.video_timeout is not None and self.video_timeout <= 0:
-            problems.append(f"video_timeout must be > 0 seconds, got {self.video_timeout}")
+            problems.append(f"--video-timeout {self.video_timeout:g}: video_timeout must be > 0 seconds "
+                            "(leave it out for no limit)")
         for name in ("stride", "student_batch_size", "teacher_batch_size", "videos_per_teacher_call",
                      "rows_per_file", "keyframe_clips", "max_video_attempts"):
             if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+                problems.append(f"{_option(name)} {getattr(self, name)}: {name} must be >= 1")
         for name in ("student_actors", "teacher_actors"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.student_gpus < 0 or (self.teacher_gpus or 0) < 0 or self.cpus_per_actor <= 0:
-            problems.append("student_gpus and teacher_gpus must be >= 0, cpus_per_actor > 0")
+                problems.append(f"{_option(name)} {getattr(self, name)}: {name} must be >= 1 (leave it out to size "
+                                "the pool from the cluster)")
+        for name in ("student_gpus", "teacher_gpus"):
+            if (getattr(self, name) or 0) < 0:
+                problems.append(f"{_option(name)} {getattr(self, name):g}: {name} must be >= 0")
+        if self.cpus_per_actor <= 0:
+            problems.append(f"--cpus-per-actor {self.cpus_per_actor:g}: cpus_per_actor must be > 0")
         if problems:
             raise ValueError("invalid LabelConfig: " + "; ".join(problems))
 

@@ -18,7 +18,7 @@ The parts, one job each:
 ==============================  ===================================================================
 :mod:`~raycondi.pipeline.config`   :class:`LabelConfig` and :class:`LabelSummary`
 :mod:`~raycondi.pipeline.inputs`   :func:`list_videos`: a prefix or a dataset -> ``(video_id, uri)``
-:mod:`~raycondi.pipeline.checks`   :func:`check_models`: what the two checkpoints must share
+:mod:`~raycondi.pipeline.checks`   :func:`check_label_run`: the driver's checks, before Ray starts
 :mod:`~raycondi.pipeline.topk`     the samplers' streaming top-K heap (memory O(K))
 :mod:`~raycondi.pipeline.spool`    the teacher-only strategies, which need N before they choose
 :mod:`~raycondi.pipeline.stages`   the per-video logic and the three CPU-layout actor classes
@@ -76,10 +76,9 @@ import pyarrow.compute as pc
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raycondi.pipeline.checks import check_models
+from raycondi.pipeline.checks import check_label_run, check_models
 from raycondi.pipeline.config import SUMMARY_FILE, LabelConfig, LabelSummary
 from raycondi.pipeline.gpu import DecodeClips, GPUScoreSelectPredict
-from raycondi.pipeline.inputs import list_videos
 from raycondi.pipeline.plan import plan_pools
 from raycondi.pipeline.sink import LabelSink, labelled_ids
 from raycondi.pipeline.stages import ScoreAndSelect, ScoreSelectPredict, TeacherPredict
@@ -137,13 +136,13 @@ def video_blocks(videos: pa.Table, max_blocks: int = 10_000) -> list[pa.Table]:
 def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSummary:
     """Label every video of ``config.input`` that has no row under ``config.output`` yet; see the module doc.
 
-    Starts Ray when it is not running. Raises :class:`LabelError` (naming the URI) for unusable inputs,
-    output or checkpoints, before any video is decoded. Writes the summary to ``{output}/_summary.json``.
+    Starts Ray when it is not running, after the driver's checks (:func:`~raycondi.pipeline.checks.check_label_run`),
+    which raise ``ValueError`` (:class:`LabelError`) or ``StorageError`` naming the option for unusable inputs,
+    output, checkpoints or endpoint. Writes the summary to ``{output}/_summary.json``.
     """
     started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex[:12]
-    clip, models = check_models(config)
-    videos = list_videos(config.input, config.storage, split=config.split)
+    clip, models, videos = check_label_run(config)  # before Ray: one line naming the option for each problem
     done = labelled_ids(config.output, config.storage)
     todo = videos.filter(pc.invert(pc.is_in(videos["video_id"], pa.array(sorted(done), pa.string()))))
     sink = LabelSink(config.output, run_id, config.rows_per_file, config.storage)

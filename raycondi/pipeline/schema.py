@@ -2,7 +2,8 @@
 
 :data:`OUTPUT_COLUMNS` lists each column's name, Arrow type and meaning; :data:`OUTPUT_SCHEMA` is the
 Arrow schema written to every output file, and :func:`columns_markdown` renders the README's table from
-the same list, so the documentation cannot drift from the files.
+the same list, so the documentation cannot drift from the files. :func:`output_files` says which files under an
+output folder hold those rows (the labelling job's resume check and ``raycondi report`` read the same ones).
 
 The ``selected_*`` columns are parallel lists describing the clips that decided the label: first the
 K_s clips the student labelled alone (lowest student entropy first), then the K_t clips the teacher
@@ -12,9 +13,13 @@ labelled (highest score first for the samplers -- z̃ for ``condi_sr`` --, tempo
 
 from __future__ import annotations
 
+import posixpath
+
 import pyarrow as pa
 
-__all__ = ["OUTPUT_COLUMNS", "OUTPUT_SCHEMA", "STATUS_OK", "STATUS_ERROR", "columns_markdown"]
+from raycondi.video.storage import StorageError, StorageOptions, list_files
+
+__all__ = ["OUTPUT_COLUMNS", "OUTPUT_SCHEMA", "STATUS_OK", "STATUS_ERROR", "columns_markdown", "output_files"]
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -81,3 +86,12 @@ def columns_markdown() -> str:
     lines = ["| column | type | meaning |", "|---|---|---|"]
     lines += [f"| `{name}` | {str(kind).replace('item: ', '')} | {meaning} |" for name, kind, meaning in OUTPUT_COLUMNS]
     return "\n".join(lines)
+
+
+def output_files(output: str, storage: StorageOptions | None) -> list[str]:
+    """Published Parquet files under ``output`` (names starting with ``.`` or ``_`` are not data)."""
+    try:
+        files = list_files(output, (".parquet",), storage)
+    except StorageError:  # no output yet
+        return []
+    return [f for f in files if not posixpath.basename(f).startswith((".", "_"))]

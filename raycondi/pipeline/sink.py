@@ -26,19 +26,10 @@ from ray.data.block import BlockAccessor
 
 from raycondi import strategies
 from raycondi.pipeline.config import LabelError
-from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK
-from raycondi.video.storage import StorageError, StorageOptions, join, list_files, resolve, write_bytes
+from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK, output_files
+from raycondi.video.storage import StorageOptions, join, resolve, write_bytes
 
 __all__ = ["LabelSink", "labelled_ids", "output_files", "publish"]
-
-
-def output_files(output: str, storage: StorageOptions | None) -> list[str]:
-    """Published Parquet files under ``output`` (names starting with ``.`` or ``_`` are not data)."""
-    try:
-        files = list_files(output, (".parquet",), storage)
-    except StorageError:  # no output yet
-        return []
-    return [f for f in files if not posixpath.basename(f).startswith((".", "_"))]
 
 
 def labelled_ids(output: str, storage: StorageOptions | None = None) -> set[str]:

@@ -54,6 +54,7 @@ from raycondi.train import runtime
 from raycondi.train.data import iter_batches, read_training_splits
 from raycondi.train.metrics import auroc, clip_accuracy, video_accuracy
 from raycondi.train.outputs import compute_teacher_logits, load_teacher_logits
+from raycondi.train.progress import Progress
 
 __all__ = ["LOSSES", "METHODS", "DistillConfig", "Loss", "distill", "distill_loop", "evaluate_student",
            "student_config"]
@@ -167,10 +168,12 @@ def evaluate_student(
 
 
 def distill_loop(
-    config: DistillConfig, model_config: CheckpointConfig, logits_uri: str, datasets, report, checkpoint
+    config: DistillConfig, model_config: CheckpointConfig, logits_uri: str, datasets, report, checkpoint, board=None
 ) -> None:
-    """Distil the student ``model_config`` describes from the logits stored at ``logits_uri``."""
+    """Distil the student ``model_config`` describes from the logits stored at ``logits_uri``; post progress to
+    ``board`` (:mod:`raycondi.train.progress`)."""
     on = runtime.device()
+    progress = Progress(board, runtime.rank())
     rng = runtime.seed_everything(config.seed)
     loss_of = LOSSES[config.method]
     model = runtime.wrap(
@@ -193,7 +196,8 @@ def distill_loop(
 
     for epoch in range(state["epoch"], config.epochs):
         losses = []
-        for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
+        batches = iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch)
+        for batch in progress.steps(batches, epoch):
             x, y = runtime.training_batch(batch, model_config, on, rng, config.flip)
             teacher = torch.from_numpy(train_logits.lookup(batch["video_id"], batch["clip_index"])).to(on)
             with runtime.autocast(on):
@@ -218,13 +222,14 @@ def distill_loop(
             "devries_lambda": lam_dv,
         }
         runtime.report_epoch(report, metrics, model, model_config, state)
+        progress.epoch(metrics)
 
 
 def _train_func(loop_config: dict) -> None:
     datasets = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}
     distill_loop(
         loop_config["config"], loop_config["model"], loop_config["logits"], datasets,
-        runtime.train_report, ray.train.get_checkpoint(),
+        runtime.train_report, ray.train.get_checkpoint(), loop_config["board"],
     )
 
 
@@ -267,6 +272,8 @@ def distill(config: DistillConfig):
         _train_func,
         {"config": config, "model": model_config, "logits": logits},
         datasets,
+        title=f"{config.method} student",
+        epochs=config.epochs,
         out=config.out,
         workers=config.workers,
         gpu=config.gpu,

@@ -238,6 +238,8 @@ def launch(
     loop_config: Mapping[str, Any],
     datasets: Mapping[str, Any],
     *,
+    title: str,
+    epochs: int,
     out: str,
     workers: int,
     gpu: bool,
@@ -248,16 +250,21 @@ def launch(
     """Run ``train_func`` on ``workers`` Ray Train workers with its run under ``{out}/run``; resume if there.
 
     Returns the ``ray.train.Result``. After fitting, copies the last checkpoint's ``config.json`` and
-    ``model.pt`` to ``{out}/model``.
+    ``model.pt`` to ``{out}/model``. The loop gets a progress board as ``loop_config["board"]``; the driver
+    draws it as ``title``'s ``epochs`` epochs (:mod:`raycondi.train.progress`).
     """
+    import ray
     from ray.train import CheckpointConfig as RayCheckpointConfig
     from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from raycondi.train import progress
+
     filesystem, path = resolve(out, storage)
+    board = progress.Board.remote()
     trainer = TorchTrainer(
         train_func,
-        train_loop_config=dict(loop_config),
+        train_loop_config={**loop_config, "board": board},
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=workers,
@@ -276,7 +283,10 @@ def launch(
             checkpoint_config=RayCheckpointConfig(num_to_keep=None),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = progress.fit(trainer, board, title, epochs)
+    finally:
+        ray.kill(board)
     if result.checkpoint is not None:
         publish(result.checkpoint, join(out, "model"), storage)
     return result

@@ -24,6 +24,7 @@ from raycondi.models import CheckpointConfig, read_checkpoint_config
 from raycondi.train import runtime
 from raycondi.train.data import iter_batches, read_training_splits
 from raycondi.train.metrics import clip_accuracy, video_accuracy
+from raycondi.train.progress import Progress
 
 __all__ = ["TeacherConfig", "teacher_loop", "train_teacher"]
 
@@ -52,9 +53,13 @@ class TeacherConfig(runtime.TrainOptions):
         runtime.make_paths_absolute(self, "clips", "out", "finetune")
 
 
-def teacher_loop(config: TeacherConfig, model_config: CheckpointConfig, datasets, report, checkpoint) -> None:
-    """Train the teacher ``model_config`` describes; resume from ``checkpoint`` when given."""
+def teacher_loop(
+    config: TeacherConfig, model_config: CheckpointConfig, datasets, report, checkpoint, board=None
+) -> None:
+    """Train the teacher ``model_config`` describes; resume from ``checkpoint`` when given; post progress to
+    ``board`` (:mod:`raycondi.train.progress`)."""
     on = runtime.device()
+    progress = Progress(board, runtime.rank())
     rng = runtime.seed_everything(config.seed)
     model = runtime.wrap(runtime.init_model(model_config, config.finetune, config.storage), on)
     optimizer = runtime.optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
@@ -67,7 +72,8 @@ def teacher_loop(config: TeacherConfig, model_config: CheckpointConfig, datasets
 
     for epoch in range(start, config.epochs):
         losses = []
-        for batch in iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch):
+        batches = iter_batches(datasets["train"], config.batch_size, train=True, seed=config.seed + epoch)
+        for batch in progress.steps(batches, epoch):
             x, y = runtime.training_batch(batch, model_config, on, rng, config.flip)
             with runtime.autocast(on):
                 loss = F.cross_entropy(model(x), y)
@@ -87,12 +93,14 @@ def teacher_loop(config: TeacherConfig, model_config: CheckpointConfig, datasets
         }
         state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         runtime.report_epoch(report, metrics, model, model_config, state)
+        progress.epoch(metrics)
 
 
 def _train_func(loop_config: dict) -> None:
     datasets = {name: ray.train.get_dataset_shard(name) for name in ("train", "val")}
     checkpoint = ray.train.get_checkpoint()
-    teacher_loop(loop_config["config"], loop_config["model"], datasets, runtime.train_report, checkpoint)
+    teacher_loop(loop_config["config"], loop_config["model"], datasets, runtime.train_report, checkpoint,
+                 loop_config["board"])
 
 
 def model_config(config: TeacherConfig) -> CheckpointConfig:
@@ -125,6 +133,8 @@ def train_teacher(config: TeacherConfig):
         _train_func,
         {"config": config, "model": model_config(config)},
         datasets,
+        title="teacher",
+        epochs=config.epochs,
         out=config.out,
         workers=config.workers,
         gpu=config.gpu,

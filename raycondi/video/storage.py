@@ -12,6 +12,8 @@ S3 settings:
   the AWS SDK inside pyarrow. This module never reads, stores or prints them.
 * transient errors (throttling, 5xx, dropped connections) are retried with exponential backoff by
   pyarrow's ``AwsStandardS3RetryStrategy(max_attempts)``.
+* an endpoint that cannot be connected to at all would be retried for many seconds by every request:
+  :func:`check_endpoint`, called by each command's driver checks, says so at once.
 
 Filesystem objects are cached per process by (endpoint, region, max_attempts): each one holds an S3 client
 with its connection pool, so opening thousands of videos reuses a handful of them.
@@ -25,7 +27,7 @@ import contextlib
 import functools
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -46,6 +48,7 @@ __all__ = [
     "list_files",
     "join",
     "absolute",
+    "check_endpoint",
 ]
 
 _DEFAULT_REGION = "us-east-1"
@@ -86,10 +89,36 @@ def resolve(uri: str, options: StorageOptions | None = None) -> tuple[pafs.FileS
     scheme, path = _split(uri)
     if scheme == "s3":
         options = options or StorageOptions()
-        endpoint = options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        region = options.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        return _s3_filesystem(endpoint or None, region or _DEFAULT_REGION, options.max_attempts), path
+        return _s3_filesystem(_endpoint(options)[1], _region(options), options.max_attempts), path
     return _local_filesystem(), path
+
+
+def check_endpoint(uris: Iterable[str | None], options: StorageOptions | None = None) -> None:
+    """Raise :class:`StorageError` at once when any of ``uris`` is on S3 and the S3 endpoint cannot be connected
+    to (refused, unresolvable, timed out), instead of the minutes the first real request would spend retrying.
+
+    One request (``HeadBucket`` of the first S3 URI's bucket) through the same client settings, not retried,
+    with short timeouts; a missing bucket or a denied request is left to the real requests, which name it.
+    The error's ``uri`` names where the endpoint came from: ``--endpoint-url URL`` (``StorageOptions``), the
+    environment variable, or AWS's regional endpoint.
+    """
+    bucket = next((u[len("s3://"):].split("/", 1)[0] for u in uris if u and u.startswith("s3://")), None)
+    if not bucket:
+        return
+    options = options or StorageOptions()
+    source, endpoint = _endpoint(options)
+    probe = pafs.S3FileSystem(region=_region(options), retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+                              connect_timeout=3, request_timeout=5, **_endpoint_kwargs(endpoint))
+    try:
+        probe.get_file_info(bucket)
+    except (OSError, pyarrow.ArrowException) as error:
+        message = str(error)
+        if "NETWORK_CONNECTION" not in message and "curlCode" not in message:
+            return  # reached, and answered: the real request says what is wrong
+        cause = message.split("Details: ", 1)[-1] if "Details: " in message else message
+        where = f"{source} {endpoint}" if endpoint else f"the AWS S3 endpoint of region {_region(options)}"
+        raise StorageError(where, f"cannot connect to the S3 endpoint ({cause}); check the URL and that the "
+                                  "server is running and reachable from here") from None
 
 
 def open_input(uri: str, options: StorageOptions | None = None) -> pyarrow.NativeFile:
@@ -215,15 +244,34 @@ def _to_uri(prefix: str, path: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _s3_filesystem(endpoint: str | None, region: str, max_attempts: int) -> pafs.S3FileSystem:
-    kwargs: dict = {}
-    if endpoint:
-        parsed = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise StorageError(endpoint, "an S3 endpoint must look like http(s)://host[:port]")
-        kwargs = {"endpoint_override": parsed.netloc + parsed.path.rstrip("/"), "scheme": parsed.scheme}
     return pafs.S3FileSystem(
-        region=region, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts), **kwargs
+        region=region, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts),
+        **_endpoint_kwargs(endpoint),
     )
+
+
+def _endpoint(options: StorageOptions) -> tuple[str, str | None]:
+    """The S3 endpoint URL (None: AWS's) and where it was set: ``--endpoint-url`` or an environment variable."""
+    for source, value in (("--endpoint-url", options.endpoint_url),
+                          ("AWS_ENDPOINT_URL_S3", os.environ.get("AWS_ENDPOINT_URL_S3")),
+                          ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL"))):
+        if value:
+            return source, value
+    return "AWS", None
+
+
+def _region(options: StorageOptions) -> str:
+    return options.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
+
+
+def _endpoint_kwargs(endpoint: str | None) -> dict:
+    """``S3FileSystem`` arguments for ``endpoint`` (none for AWS's)."""
+    if not endpoint:
+        return {}
+    parsed = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise StorageError(endpoint, "an S3 endpoint must look like http(s)://host[:port]")
+    return {"endpoint_override": parsed.netloc + parsed.path.rstrip("/"), "scheme": parsed.scheme}
 
 
 @functools.lru_cache(maxsize=1)
