@@ -171,3 +171,13 @@ def test_distill_auroc_equidistant_and_gradient_sources_hand_computed(benchmarks
                                          teacher, lam=0.5)
     assert disagreeing["grad_agree"] == 0.0  # ... and against it where the student disagrees
     assert bench.gradient_sources({**base, "logits": teacher.copy()}, teacher, lam=0.0)["grad_share_kd"] == 1.0
+
+
+def test_report_many_smoke(tmp_path, capsys, benchmarks):
+    out = tmp_path / "report.json"
+    record = benchmarks("report_many").main(["--rows", "20000", "--files", "2", "--videos", "3",
+                                             "--workdir", str(tmp_path), "--out", str(out)])
+    assert json.loads(out.read_text()) == record
+    assert record["rows"] == 20000 and record["ok"] + record["errors"] == 20000 and record["errors"] > 0
+    assert record["videos_shown"] == record["decode_notes"] == 3 and record["pngs"] == 3 + 3  # 3 charts + 3 videos
+    assert record["seconds"] > 0 and record["peak_rss_mib"] > 0 and "rows_per_second" in capsys.readouterr().out
