@@ -70,9 +70,12 @@ def _label(args: argparse.Namespace) -> int:
     print(summary.to_json())
     _print_errors(summary, storage_options(args))
     if args.report:
-        from raycondi.audit import ReportConfig, write_report
+        from raycondi.audit import ReportConfig, ReportError, write_report
 
-        print(f"the labels' report: {write_report(ReportConfig(args.output, storage=storage_options(args))).html}")
+        try:
+            print(f"the labels' report: {write_report(ReportConfig(args.output, storage=storage_options(args))).html}")
+        except (ReportError, UriError) as error:  # the labels are written: say why the report is not, and go on
+            print(f"raycondi label: no report: {error}", file=sys.stderr)
     if summary.nothing_labelled:
         print(f"raycondi label: nothing could be labelled ({summary.videos_error} error rows under {args.output})",
               file=sys.stderr)

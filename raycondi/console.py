@@ -4,7 +4,7 @@ a file under the command's output.
 Ray writes to a driver's terminal from three places, and :func:`quiet` turns each to the log file:
 
 * its Python loggers, ``ray`` and ``ray.data`` (set up when they are imported, so :func:`quiet` imports them
-  first): their console handlers are swapped for the file's;
+  first): the file gets their lines, and their console handlers only the errors;
 * the workers' output, which the driver prints when ``log_to_driver`` is on: ``RAY_LOG_TO_DRIVER=0`` turns it
   off (a worker's exception still reaches the driver, which raises it once: Ray Data with the task's error,
   Ray Train as ``TrainingFailedError``; a video's error becomes its row's ``error``). The workers' own logs
@@ -65,8 +65,8 @@ def _terminal_to(path: str) -> Iterator[None]:
     with open(path, "ab", buffering=0) as log:
         os.dup2(log.fileno(), 2)
     sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=stderr.encoding, errors="backslashreplace")
-    ours = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler) and h.stream is stderr]
-    for h in ours:  # raycondi's own log lines (basicConfig's handler) stay on the terminal
+    ours = [h for name in ("", *_RAY_LOGGERS) for h in _console_handlers(logging.getLogger(name)) if h.stream is stderr]
+    for h in ours:  # raycondi's log lines (basicConfig's handler) and Ray's errors stay on the terminal
         h.setStream(sys.stderr)
     try:
         yield
@@ -93,17 +93,16 @@ def quiet(uri: str, storage: StorageOptions | None = None) -> Iterator[None]:
     handler = logging.FileHandler(local)
     handler.setLevel(logging.INFO)  # Ray Data's DEBUG lines stay in its own ray-data.log in the session folder
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    swapped = {name: _console_handlers(logging.getLogger(name)) for name in _RAY_LOGGERS}
-    for name, handlers in swapped.items():
-        for h in handlers:
-            logging.getLogger(name).removeHandler(h)
+    levels = {h: h.level for name in _RAY_LOGGERS for h in _console_handlers(logging.getLogger(name))
+              if h not in logging.getLogger().handlers}  # Ray's own: not a capture a test harness shares
+    for h in levels:  # the terminal keeps Ray's errors
+        h.setLevel(logging.ERROR)
+    for name in _RAY_LOGGERS:
         logging.getLogger(name).addHandler(handler)
     from ray._private import worker
 
     printed = worker.print_to_stdstream
-    raylet = logging.getLogger("ray.raylet_messages")
-    raylet.propagate = False
-    raylet.addHandler(handler)
+    raylet = logging.getLogger("ray.raylet_messages")  # into the "ray" logger's handlers
 
     def print_or_log(data: dict, ignore_prefix: bool) -> None:
         lines = data.get("lines") or []
@@ -116,21 +115,20 @@ def quiet(uri: str, storage: StorageOptions | None = None) -> Iterator[None]:
     worker.print_to_stdstream = print_or_log
     warnings = logging.getLogger("py.warnings")
     warnings.addHandler(handler)
-    warnings.propagate = False
+    propagated, warnings.propagate = warnings.propagate, False
     logging.captureWarnings(True)
     try:
         with _terminal_to(local):
             yield
     finally:
         worker.print_to_stdstream = printed
-        raylet.removeHandler(handler)
         logging.captureWarnings(False)
         warnings.removeHandler(handler)
-        warnings.propagate = True
-        for name, handlers in swapped.items():
+        warnings.propagate = propagated
+        for name in _RAY_LOGGERS:
             logging.getLogger(name).removeHandler(handler)
-            for h in handlers:
-                logging.getLogger(name).addHandler(h)
+        for h, level in levels.items():
+            h.setLevel(level)
         handler.close()
         _keep(local, uri, storage)
 

@@ -20,6 +20,8 @@ from raycondi.models import (
     build_student,
     save_checkpoint,
 )
+from raycondi.pipeline import LabelConfig
+from raycondi.pipeline.checks import check_label_run
 from raycondi.pipeline.schema import OUTPUT_SCHEMA
 from raycondi.video.decode import ClipSpec
 from tests.checkpoints import CLIP_LEN, synth
@@ -161,9 +163,16 @@ def test_label_refuses_an_output_it_cannot_resume(shards, capsys):
            "teacher_model": str(shards / "run" / "model")}
     pq.write_table(pa.Table.from_pylist([row], schema=OUTPUT_SCHEMA), earlier / "part-earlier-000000.parquet")
     err = _refused(capsys, _label(shards, "--output", str(earlier)))
-    assert err == (f"raycondi label: --output {earlier}: holds labels made with strategy dense, this run's is "
-                   "condi_sr; resuming would mix them: label into a new --output, or resume with the options of "
-                   "the first run")
+    assert err == (f"raycondi label: --output {earlier}: holds labels made with --strategy dense, this run's is "
+                   "--strategy condi_sr; resuming would mix them: label into a new --output, or resume with the first "
+                   "run's options")
+    # the same teacher written another way resumes: the earlier row is not labelled again
+    for teacher in (f"{shards}/run/model/", f"{shards}/run/./model", f"file://{shards}/run/model"):
+        config = LabelConfig(str(shards / "videos"), str(earlier), teacher, strategy="dense")
+        assert check_label_run(config)[3] == {"v"}
+    err = _refused(capsys, _label(shards, "--output", str(earlier), "--strategy", "dense", "--teacher",
+                                  str(shards / "other" / "model")))
+    assert "holds labels made with --teacher " in err
 
 
 def _evaluate(shards, *options: str) -> list[str]:

@@ -9,11 +9,13 @@ import pty
 import subprocess
 import sys
 import textwrap
+import threading
 
+import pytest
 import ray
 
 from raycondi.console import log_uri, quiet
-from raycondi.train.progress import Board, Progress, metrics_line
+from raycondi.train.progress import Board, Progress, fit, metrics_line
 
 # Every kind of line a driver's terminal gets from Ray, written under quiet() in a process whose standard
 # error is a terminal (a pseudo-terminal here).
@@ -23,6 +25,7 @@ _NOISY = textwrap.dedent("""
     with quiet(sys.argv[1]):
         logging.getLogger("ray").info("ray INFO line")
         logging.getLogger("ray.data").warning("ray.data WARNING line")
+        logging.getLogger("ray.data").error("ray.data ERROR line")
         os.write(2, b"[2026 E 1 1] core_worker.cc:2465: native line\\n")
         warnings.warn("a python warning")
         from ray._private import worker  # as the driver's error listener prints the raylet's messages
@@ -61,6 +64,7 @@ def test_ray_lines_go_to_the_log_and_ours_stay_on_the_terminal(tmp_path):
     shown = _on_a_terminal(_NOISY, log)
     assert "raycondi: our own line" in shown and "raycondi logger line" in shown and "after" in shown
     assert "A worker died or was killed while executing a task" in shown  # errors still reach the terminal
+    assert "ray.data ERROR line" in shown
     for noise in ("ray INFO line", "ray.data WARNING line", "native line", "a python warning", "PYTHON worker"):
         assert noise not in shown, shown
     assert f"raycondi: Ray's log lines are in {log}" in shown
@@ -104,3 +108,27 @@ def test_rank_zero_posts_its_steps_and_metrics(ray_runtime):
                                             {"metrics": {"epoch": 3, "train_loss": 0.5}}]
     assert ray.get(board.take.remote()) == []
     assert list(Progress().steps(range(3), epoch=0)) == [0, 1, 2]  # a Tune trial: no board
+
+
+class _Trainer:
+    """Stands in for a TorchTrainer: its fit() posts as rank 0 of a one-epoch run does, or is interrupted."""
+
+    def __init__(self, board, interrupt: bool = False) -> None:
+        self.board, self.interrupt = board, interrupt
+
+    def fit(self) -> str:
+        if self.interrupt:
+            raise KeyboardInterrupt  # Ctrl-C reaches fit() on the calling thread, where Ray Train handles it
+        progress = Progress(self.board)
+        list(progress.steps(range(3), epoch=0))
+        progress.epoch({"epoch": 1, "train_loss": 0.25})
+        return "result"
+
+
+def test_fit_draws_the_progress_and_leaves_ctrl_c_to_the_run(ray_runtime, capsys):
+    board = Board.remote()
+    assert fit(_Trainer(board), board, "teacher", 1) == "result"
+    assert "teacher epoch 1/1: train_loss 0.250" in capsys.readouterr().err  # drawn after fit() returned, too
+    with pytest.raises(KeyboardInterrupt):
+        fit(_Trainer(board, interrupt=True), board, "teacher", 1)
+    assert not [t for t in threading.enumerate() if t.name == "raycondi-progress"]  # the drawing stopped with it

@@ -22,12 +22,14 @@ import pytest
 from raycondi import cli_report
 from raycondi.audit import ReportConfig, write_report
 from raycondi.audit.errors import ErrorGroups, reason_key
-from raycondi.audit.frames import clip_strips, frame_times
+from raycondi.audit.frames import clip_strips, decoded_clips, frame_indices, strip
 from raycondi.audit.page import teacher_sentence
 from raycondi.audit.scan import SCALARS, Totals, open_labels, read_samples, scan
 from raycondi.pipeline.schema import OUTPUT_SCHEMA, output_files
 from raycondi.video.container import DecodeLimits
+from raycondi.video.decode import ClipSpec, iter_clips
 from raycondi.video.storage import StorageOptions, list_files, read_bytes, write_bytes
+from tests.checkpoints import save_models
 from tests.videos import gradient_frames, level_frames, level_index, write_video
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -120,12 +122,14 @@ def check_in_browser(page: Path, work: Path, video_ids: list[str]) -> np.ndarray
 
 @pytest.fixture
 def videos(tmp_path) -> Path:
-    """Three real 2 s videos, a text file named .mp4, and nothing at missing.mp4."""
+    """Three real 2 s videos, a text file named .mp4, nothing at missing.mp4, and the teacher checkpoint (4-frame
+    clips: 0.4 s at 10 fps) the rows name, whose clip_len and resize the report cuts the clips with."""
     folder = tmp_path / "videos"
     folder.mkdir()
     for name in ("a", "b", "c"):
         write_video(folder / f"{name}.mp4", gradient_frames(20, 64, 48), fps=10)
     (folder / "text.mp4").write_text("this is not a video\n" * 50)
+    save_models(str(tmp_path / "models"))
     return folder
 
 
@@ -133,6 +137,11 @@ def mixed_rows(videos: Path) -> list[list[dict]]:
     """Two files: three ok condi_sr rows on real videos, an ok dense row, an ok row whose video is gone, and
     three error rows of two reasons."""
     uri = {name: str(videos / f"{name}.mp4") for name in ("a", "b", "c", "text", "missing")}
+    teacher = str(videos.parent / "models" / "teacher")
+    return [[{**r, "teacher_model": teacher} for r in part] for part in _mixed_rows(uri)]
+
+
+def _mixed_rows(uri: dict[str, str]) -> list[list[dict]]:
     return [
         [row("a", 0.9, uri=uri["a"]), row("b", 0.4, uri=uri["b"], label="MoveRight"),
          row("gone", 0.2, uri=uri["missing"]),
@@ -228,14 +237,27 @@ def test_scan_in_tiny_batches_equals_one_batch_and_reads_only_the_sample(tmp_pat
 # --------------------------------------------------------------------------------------------------
 # frames
 # --------------------------------------------------------------------------------------------------
-def test_strips_show_the_frames_nearest_the_wanted_times(tmp_path):
-    video = write_video(tmp_path / "levels.mp4", level_frames(20, 64, 48), fps=10)  # frame i shows its index
-    assert frame_times(0.4, 0.8, 2).tolist() == pytest.approx([0.5, 0.7])
-    strips = clip_strips(str(video), [(0.4, 0.8), (1.2, 2.0), (0.0, 0.4)], frames=2, height=24,
-                         limits=DecodeLimits(), storage=None)
-    assert [s.shape for s in strips] == [(24, 2 * 32 + 2, 3)] * 3  # 64x48 at height 24, 2 white pixels apart
-    shown = [[level_index(s[:, :32].mean()), level_index(s[:, 34:].mean())] for s in strips]
-    assert shown == [[5, 7], [14, 18], [1, 3]]  # sought backwards too
+@pytest.mark.parametrize("name, codec, options", [
+    ("plain.mp4", "h264", None),
+    ("gop8.ts", "h264", {"g": "8"}),  # MPEG-TS: no index, timestamps that start late
+    ("one-keyframe.ts", "h264", {"g": "1000"}),
+    ("bframes.avi", "mpeg4", {"bf": "2"}),  # B-frames: the first frame's pts is not the stream's start
+])
+def test_strips_are_the_jobs_clips(tmp_path, name, codec, options):
+    """The frames shown are those of the clips the labelling job decoded (iter_clips), whatever the container."""
+    video = write_video(tmp_path / name, level_frames(24, 64, 48), fps=10, codec=codec, options=options)
+    spec = ClipSpec(clip_len=4, size=24)
+    job = {clip.index: clip.full() for clip in iter_clips(str(video), 4, 24)}
+    shown = decoded_clips(str(video), [5, 2, 0], spec, limits=DecodeLimits(), storage=None)
+    assert sorted(shown) == [0, 2, 5] and all(np.array_equal(shown[i], job[i]) for i in shown)
+    assert frame_indices(4, 2).tolist() == [1, 3] and frame_indices(4, 4).tolist() == [0, 1, 2, 3]
+    strips = clip_strips(str(video), [2, 0, 9], spec, frames=2, height=12, limits=DecodeLimits(), storage=None)
+    assert strips[2] is None  # the video has 6 clips
+    assert [s.shape for s in strips[:2]] == [(12, 2 * 12 + 2, 3)] * 2  # 24x24 frames at height 12, 2 pixels apart
+    assert np.array_equal(strips[0], strip(list(job[2][[1, 3]]), 12))
+    if codec == "h264":  # these encodes keep the levels exactly (MPEG-4 part 2 moves them by one or two)
+        levels = [[level_index(s[:, :12].mean()), level_index(s[:, 14:].mean())] for s in strips[:2]]
+        assert levels == [[9, 11], [1, 3]]  # frames 1 and 3 of clips 2 (frames 8-11) and 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,6 +284,19 @@ def test_report_renders_in_chromium(tmp_path, videos):
     shot = check_in_browser(out / "index.html", tmp_path, list(summary.videos) + ["late1", "text"])
     if os.environ.get("RAYCONDI_REPORT_SCREENSHOT"):
         matplotlib.image.imsave(os.environ["RAYCONDI_REPORT_SCREENSHOT"], shot)
+
+
+def test_odd_values_are_shown_as_they_are(tmp_path):
+    """A class name with "$" (matplotlib's math), markup in ids and reasons, a null inside the lists."""
+    odd = "cost $5 to $10 <b>"
+    rows = [row("<script>x</script>", 0.5, label=odd, top5_labels=[odd, "b"], top5_scores=[None, 0.1],
+                selected_by=None, selected_confidence=None),
+            error_row("e&1", "bad & <i>worse</i>")]
+    summary = write_report(ReportConfig(write_labels(str(tmp_path / "labels"), rows)))
+    page = Path(summary.html).read_text()
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert "cost $5 to $10 &lt;b&gt;" in page and "<td>–</td>" in page.replace("<td class='n'>", "<td>")
+    assert "bad &amp; &lt;i&gt;worse&lt;/i&gt;" in page and summary.videos == ("<script>x</script>",)
 
 
 def test_report_command_errors_are_one_line(tmp_path, videos, capsys):

@@ -67,6 +67,11 @@ def test_what_cannot_be_numbered_is_refused(tmp_path):
     with pytest.raises(NoSeek, match="variable frame rate"):  # one frame missing: its average rate is off
         SeekingDecoder(str(gap), ClipSpec(4, 16))
 
+    avi = write_video(tmp_path / "bframes.avi", level_frames(24, 64, 48), fps=10, codec="mpeg4", options={"bf": "2"})
+    with pytest.raises(NoSeek, match=r"the demuxer cannot seek \(\[Errno 1\] Operation not permitted\)"):
+        with SeekingDecoder(str(avi), ClipSpec(4, 16)) as decoder:  # FFmpeg's AVI demuxer refuses this file's
+            list(decoder.clips([0, 2, 5]))  # seeks: the job then decodes it in full (plans.py, decode_fallback)
+
 
 def test_a_truncated_file_is_still_caught(tmp_path):
     good = write_video(tmp_path / "long.mkv", gradient_frames(100, 64, 48), codec="mjpeg")

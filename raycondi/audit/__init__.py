@@ -5,7 +5,7 @@ Modules, one job each: :mod:`~raycondi.audit.config` (:class:`ReportConfig`, :cl
 columns of the sampled rows only), :mod:`~raycondi.audit.errors` (error rows grouped by reason),
 :mod:`~raycondi.audit.frames` (frame strips of the selected clips, decoded by seeking), :mod:`~raycondi.audit.charts`
 (the PNG charts), :mod:`~raycondi.audit.page` (the HTML) and :mod:`~raycondi.audit.report` (:func:`write_report`).
-Plain pyarrow, PyAV and matplotlib: neither Ray nor torch is imported.
+Plain pyarrow, PyAV and matplotlib, and the checkpoint's config to cut the clips as the job did: no Ray.
 """
 
 from raycondi.audit.config import SAMPLES, ReportConfig, ReportError, ReportSummary

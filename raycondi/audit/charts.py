@@ -38,7 +38,8 @@ def classes_png(labels: Counter) -> bytes:
     """Ok rows per predicted class, most frequent first (the first :data:`CLASSES_SHOWN` classes)."""
     shown = sorted(labels.items(), key=lambda item: (-item[1], item[0]))[:CLASSES_SHOWN]
     figure, axes = plt.subplots(figsize=(5.4, 0.6 + 0.25 * max(len(shown), 10)))
-    axes.barh([name for name, _ in shown][::-1], [count for _, count in shown][::-1], color="tab:blue")
+    names = [name.replace("$", r"\$") for name, _ in shown]  # a "$" would start matplotlib's math text
+    axes.barh(names[::-1], [count for _, count in shown][::-1], color="tab:blue")
     hidden = f" ({len(shown)} most frequent of {len(labels)})" if len(labels) > len(shown) else ""
     axes.set(xlabel="videos", title=f"Videos per predicted class{hidden}")
     if not shown:

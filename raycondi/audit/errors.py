@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
-from raycondi.pipeline.schema import STATUS_ERROR
-from raycondi.video.storage import StorageOptions, resolve
+from raycondi.pipeline.schema import STATUS_ERROR, output_dataset
+from raycondi.video.storage import StorageOptions
 
 __all__ = ["ErrorGroup", "ErrorGroups", "error_groups", "reason_key"]
 
@@ -68,9 +67,7 @@ def error_groups(files: Sequence[str], storage: StorageOptions | None = None) ->
     rows' ``video_id``, ``uri`` and ``error`` are read."""
     if not files:
         return []
-    filesystem, _ = resolve(files[0], storage)
-    dataset = pads.dataset([resolve(f, storage)[1] for f in files], filesystem=filesystem, format="parquet")
-    table = dataset.to_table(columns=["video_id", "uri", "error"], filter=pc.field("status") == STATUS_ERROR)
+    table = output_dataset(list(files), storage).to_table(columns=["video_id", "uri", "error"], filter=pc.field("status") == STATUS_ERROR)
     groups = ErrorGroups()
     for row in table.to_pylist():
         groups.add(row["video_id"], row["uri"], row["error"])

@@ -115,13 +115,17 @@ def _errors(totals: Totals) -> str:
             + _table(("reason", "rows", "examples"), rows))
 
 
+def _score(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3f}"
+
+
 def _video(view: VideoView, charts: dict[str, bytes]) -> str:
     row = view.row
     top5 = zip(row["top5_labels"] or [], row["top5_scores"] or [])
     parts = [f"<div class='video'><h3><code>{_e(row['video_id'])}</code></h3>",
-             f"<p><code>{_e(row['uri'])}</code><br>label <b>{_e(row['label'])}</b>, score {row['score']:.3f}, "
+             f"<p><code>{_e(row['uri'])}</code><br>label <b>{_e(row['label'])}</b>, score {_score(row['score'])}, "
              f"{row['num_clips']} clips, {row['duration_s'] or 0:.2f} s, {_e(row['strategy'])}</p>",
-             "<div class='row'>", _table(("top-5", "score"), ((_e(name), f"{p:.3f}") for name, p in top5))]
+             "<div class='row'>", _table(("top-5", "score"), ((_e(name), _score(p)) for name, p in top5))]
     if view.chart:
         parts.append(_img(charts[view.chart], "student confidence over the clips"))
     parts.append("</div>")

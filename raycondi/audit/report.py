@@ -17,8 +17,10 @@ from raycondi.audit.config import ReportConfig, ReportSummary
 from raycondi.audit.frames import clip_strips
 from raycondi.audit.page import ClipView, VideoView, render
 from raycondi.audit.scan import open_labels, read_samples, scan
+from raycondi.models.checkpoint import CheckpointError, read_checkpoint_config
 from raycondi.video.container import VideoDecodeError
-from raycondi.video.storage import join, write_bytes
+from raycondi.video.decode import ClipSpec
+from raycondi.video.storage import StorageError, join, write_bytes
 
 __all__ = ["write_report"]
 
@@ -32,9 +34,11 @@ def write_report(config: ReportConfig) -> ReportSummary:
     charts = {"classes.png": classes_png(totals.labels),
               "scores.png": scores_png(totals.score_counts, totals.score_edges),
               "teacher_share.png": teacher_share_png(totals.teacher_clips, totals.dense_clips)}
-    videos = []
+    videos, specs = [], {}
     for number, row in enumerate(read_samples(config, dataset, totals.sample_ids), start=1):
-        view = video_view(row, f"confidence-{number:02d}.png", config)
+        if row["teacher_model"] not in specs:
+            specs[row["teacher_model"]] = _clip_spec(row["teacher_model"], config)
+        view = video_view(row, f"confidence-{number:02d}.png", config, specs[row["teacher_model"]])
         if view.chart:
             charts[view.chart] = _confidence_chart(row)
         videos.append(view)
@@ -48,25 +52,41 @@ def write_report(config: ReportConfig) -> ReportSummary:
                          videos=tuple(v.row["video_id"] for v in videos), seconds=time.perf_counter() - started)
 
 
-def video_view(row: dict[str, Any], chart: str, config: ReportConfig) -> VideoView:
+def _clip_spec(teacher: str | None, config: ReportConfig) -> ClipSpec | str:
+    """How the job cut the videos it labelled with ``teacher``: that checkpoint's ``clip_len`` and ``resize``
+    (the decode both models share, stride 1 as ``label`` runs); or why it cannot be known."""
+    try:
+        model = read_checkpoint_config(teacher, storage=config.storage)
+    except (CheckpointError, StorageError) as error:
+        return f"frames not shown: the teacher checkpoint that says how the clips were cut cannot be read ({error})"
+    return ClipSpec(model.clip_len, model.resize)
+
+
+def video_view(row: dict[str, Any], chart: str, config: ReportConfig, spec: ClipSpec | str) -> VideoView:
     """A sampled row's section: its selected clips with their frame strips (or a note saying why there are none)
     and ``chart`` as its confidence chart's name when the student scored its clips."""
-    starts, ends = row["selected_start_s"] or [], row["selected_end_s"] or []
-    note, strips = None, [None] * len(starts)
-    try:
-        strips = [image_png(s) for s in clip_strips(row["uri"], list(zip(starts, ends)), frames=config.frames,
-                                                    height=config.frame_height, limits=config.limits,
-                                                    storage=config.storage)]
-    except VideoDecodeError as error:  # the report shows the rest of the video's section
-        note = f"frames not shown: {error.reason}"
-    confidences = row["selected_confidence"] or [None] * len(starts)
-    clips = tuple(ClipView(index, start, end, by, confidence, png) for index, start, end, by, confidence, png
-                  in zip(row["selected_clips"] or [], starts, ends, row["selected_by"] or [], confidences, strips))
-    return VideoView(row, clips, chart if row["clip_confidence"] else None, note)
+    indices = row["selected_clips"] or []
+    note, strips = (spec, [None] * len(indices)) if isinstance(spec, str) else (None, [None] * len(indices))
+    if not isinstance(spec, str):
+        try:
+            strips = [None if s is None else image_png(s) for s in clip_strips(
+                row["uri"], indices, spec, frames=config.frames, height=config.frame_height, limits=config.limits,
+                storage=config.storage)]
+        except VideoDecodeError as error:  # the report shows the rest of the video's section
+            note = f"frames not shown: {error.reason}"
+    column = {name: row[name] or [None] * len(indices)
+              for name in ("selected_start_s", "selected_end_s", "selected_by", "selected_confidence")}
+    clips = tuple(ClipView(*view) for view in zip(indices, column["selected_start_s"], column["selected_end_s"],
+                                                  column["selected_by"], column["selected_confidence"], strips))
+    chart_ok = bool(row["clip_confidence"]) and len(_scored(row)) == len(row["clip_confidence"])
+    return VideoView(row, clips, chart if chart_ok else None, note)
+
+
+def _scored(row: dict[str, Any]) -> list[int]:
+    """The clip indices ``clip_confidence`` belongs to: ``candidate_clips`` when the student scored only those."""
+    return row["candidate_clips"] if row["candidate_clips"] is not None else list(range(len(row["clip_confidence"])))
 
 
 def _confidence_chart(row: dict[str, Any]) -> bytes:
     """z~ against the clip index: ``candidate_clips`` says which clips were scored, when not all of them."""
-    confidence = row["clip_confidence"]
-    clips = row["candidate_clips"] if row["candidate_clips"] is not None else list(range(len(confidence)))
-    return confidence_png(confidence, clips, row["selected_clips"] or [], row["selected_by"] or [])
+    return confidence_png(row["clip_confidence"], _scored(row), row["selected_clips"] or [], row["selected_by"] or [])

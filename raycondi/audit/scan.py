@@ -22,8 +22,8 @@ import pyarrow.dataset as pads
 
 from raycondi.audit.config import ReportConfig, ReportError
 from raycondi.audit.errors import ErrorGroups
-from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK, output_files
-from raycondi.video.storage import exists, resolve
+from raycondi.pipeline.schema import STATUS_OK, output_dataset, output_files
+from raycondi.video.storage import exists
 
 __all__ = ["DETAIL", "SCALARS", "SETTINGS", "Totals", "open_labels", "read_samples", "scan"]
 
@@ -33,7 +33,7 @@ SETTINGS = ("strategy", "k", "k_student", "student_model", "student_architecture
 SCALARS = ("video_id", "uri", "status", "error", "label", "score", "teacher_clips", "num_clips", *SETTINGS)
 DETAIL = ("video_id", "uri", "label", "score", "top5_labels", "top5_scores", "num_clips", "duration_s", "strategy",
           "selected_clips", "selected_start_s", "selected_end_s", "selected_confidence", "selected_by",
-          "clip_confidence", "candidate_clips")
+          "clip_confidence", "candidate_clips", "teacher_model")
 
 
 @dataclass
@@ -107,9 +107,7 @@ def open_labels(config: ReportConfig) -> pads.Dataset:
     files = output_files(config.labels, config.storage)
     if not files:
         raise ReportError(config.labels, "no Parquet files: not a labelling output, or no run has written rows yet")
-    filesystem, _ = resolve(config.labels, config.storage)
-    return pads.dataset([resolve(f, config.storage)[1] for f in files], schema=OUTPUT_SCHEMA,
-                        filesystem=filesystem, format="parquet")
+    return output_dataset(files, config.storage)
 
 
 def _batches(labels: str, dataset: pads.Dataset, columns: tuple[str, ...], batch_rows: int,

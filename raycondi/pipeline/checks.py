@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import torch
 
 from raycondi.models.checkpoint import CONFIG_FILE, CheckpointConfig, CheckpointError, read_checkpoint_config
 from raycondi.pipeline.config import LabelConfig, LabelError
 from raycondi.pipeline.inputs import list_videos
-from raycondi.pipeline.schema import output_files
+from raycondi.pipeline.schema import output_dataset, output_files
 from raycondi.video.decode import ClipSpec
 from raycondi.video.storage import StorageError, StorageOptions, check_endpoint, exists, join, resolve
 
 __all__ = ["SHARED", "check_builds", "check_folder", "check_label_run", "check_models", "read_checkpoint"]
 
 SHARED = ("num_classes", "class_names", "clip_len", "resize")  # one decode serves both models
-_RESUMED = ("strategy", "k", "k_student", "teacher_model", "student_model")  # a resumed output's rows all share them
+# a resumed output's rows all share them: column, and the option that sets it
+_RESUMED = {"strategy": "--strategy", "k": "--k", "k_student": "--k-student", "teacher_model": "--teacher",
+            "student_model": "--student"}
 
 
 def read_checkpoint(option: str, uri: str, storage: StorageOptions | None, *, student: bool | None = None,
@@ -93,33 +94,45 @@ def check_models(config: LabelConfig) -> tuple[ClipSpec, dict[str, str | None]]:
     return ClipSpec(teacher.clip_len, teacher.resize, config.stride), models
 
 
-def _check_resumed(config: LabelConfig, models: dict[str, str | None]) -> None:
-    """``LabelError`` when ``config.output`` holds rows labelled with other settings: resuming would mix them."""
+def _where(uri: str, storage: StorageOptions | None) -> tuple[str, str]:
+    """A checkpoint URI as the place it names, however it was written (``./``, a trailing ``/``, ``file://``)."""
+    try:
+        filesystem, path = resolve(uri, storage)
+    except StorageError:
+        return ("", uri)
+    return (type(filesystem).__name__, path.rstrip("/"))
+
+
+def _resumed(config: LabelConfig, models: dict[str, str | None]) -> set[str]:
+    """The ``video_id`` of every row already under ``config.output`` (ok and error rows alike), read in the same
+    pass that checks them: :class:`LabelError` naming the option when they were labelled with other settings
+    (resuming would mix them)."""
     files = output_files(config.output, config.storage)
     if not files:
-        return
-    filesystem, _ = resolve(config.output, config.storage)
+        return set()
     try:
-        rows = pads.dataset([resolve(f, config.storage)[1] for f in files], filesystem=filesystem,
-                            format="parquet").to_table(columns=list(_RESUMED))
+        rows = output_dataset(files, config.storage).to_table(columns=["video_id", *_RESUMED])
     except (OSError, pa.ArrowException) as error:
         raise LabelError(f"--output {config.output}", "cannot read the existing output to resume: "
                           f"{str(error).splitlines()[0]}") from None
     given = {"strategy": config.strategy, "k": config.k, "k_student": config.k_student, **models}
-    for name in _RESUMED:
+    for name, option in _RESUMED.items():
         if name == "k" and config.strategy == "dense":  # dense rows hold each video's clip count
             continue
-        found = sorted(v for v in pc.unique(rows[name]).to_pylist() if v is not None)
-        if found and found != [given[name]]:
-            raise LabelError(f"--output {config.output}", f"holds labels made with {name} {', '.join(map(str, found))}"
-                             f", this run's is {given[name]}; resuming would mix them: label into a new --output, "
-                             f"or resume with the options of the first run")
+        found = [v for v in pc.unique(rows[name]).to_pylist() if v is not None]
+        same = (lambda v: _where(v, config.storage)) if name.endswith("_model") else (lambda v: v)
+        if found and {same(v) for v in found} != {same(given[name])}:
+            raise LabelError(f"--output {config.output}", f"holds labels made with {option} "
+                             f"{', '.join(map(str, sorted(found)))}, this run's is {option} {given[name]}; resuming "
+                             "would mix them: label into a new --output, or resume with the first run's options")
+    return set(rows["video_id"].to_pylist())
 
 
 def check_label_run(config: LabelConfig):
     """Everything ``raycondi label`` checks on the driver, in order: the S3 endpoint, the checkpoints
     (:func:`check_models`), the input (its videos, listed) and the output (a folder; rows already there made
-    with this run's strategy, K and models). Returns the decode, the model columns and the videos; raises
+    with this run's strategy, K and models). Returns the decode, the model columns, the videos and the ids of the
+    videos already labelled; raises
     ``ValueError`` (or :class:`LabelError`, one) naming the option, or :class:`StorageError` naming the
     endpoint, for the first problem."""
     check_endpoint((config.input, config.output, config.teacher, config.student), config.storage)
@@ -129,5 +142,4 @@ def check_label_run(config: LabelConfig):
     except LabelError as error:
         raise LabelError(f"--input {error.uri}", error.reason) from None
     check_folder("--output", config.output, config.storage)
-    _check_resumed(config, models)
-    return clip, models, videos
+    return clip, models, videos, _resumed(config, models)

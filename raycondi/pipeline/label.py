@@ -55,8 +55,9 @@ Design notes
   actor (:class:`RunAttempts`) and, once ``max_video_attempts`` starts never ended, writes its error row instead
   of decoding it again. (A death in the teacher stages of the split and GPU layouts is retried as Ray retries
   it.) A decode slower than ``video_timeout`` fails as a decode error does.
-* **Resume without duplicates.** On start, :func:`labelled_ids` reads the ``video_id`` column of every
-  output file and only the other videos enter the pipeline. A file is published whole: on S3 by a
+* **Resume without duplicates.** On start, :func:`~raycondi.pipeline.checks.check_label_run` reads the
+  ``video_id`` column of every output file (with the columns that must match this run's settings) and only the
+  other videos enter the pipeline. A file is published whole: on S3 by a
   single PUT (or a multipart upload, which becomes visible only when complete), locally by writing
   ``.<name>.tmp`` and renaming it. Names are ``part-{run_id}-{write task index}.parquet``: a new run never
   overwrites an old file, and a retried write task replaces its own file with the same rows. So every
@@ -80,7 +81,7 @@ from raycondi.pipeline.checks import check_label_run, check_models
 from raycondi.pipeline.config import SUMMARY_FILE, LabelConfig, LabelSummary
 from raycondi.pipeline.gpu import DecodeClips, GPUScoreSelectPredict
 from raycondi.pipeline.plan import plan_pools
-from raycondi.pipeline.sink import LabelSink, labelled_ids
+from raycondi.pipeline.sink import LabelSink
 from raycondi.pipeline.stages import ScoreAndSelect, ScoreSelectPredict, TeacherPredict
 from raycondi.video.storage import join, write_bytes
 
@@ -142,8 +143,7 @@ def label_videos(config: LabelConfig, *, run_id: str | None = None) -> LabelSumm
     """
     started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex[:12]
-    clip, models, videos = check_label_run(config)  # before Ray: one line naming the option for each problem
-    done = labelled_ids(config.output, config.storage)
+    clip, models, videos, done = check_label_run(config)  # before Ray: one line naming the option per problem
     todo = videos.filter(pc.invert(pc.is_in(videos["video_id"], pa.array(sorted(done), pa.string()))))
     sink = LabelSink(config.output, run_id, config.rows_per_file, config.storage)
     plan = None

@@ -16,10 +16,12 @@ from __future__ import annotations
 import posixpath
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 
-from raycondi.video.storage import StorageError, StorageOptions, list_files
+from raycondi.video.storage import StorageError, StorageOptions, list_files, resolve
 
-__all__ = ["OUTPUT_COLUMNS", "OUTPUT_SCHEMA", "STATUS_OK", "STATUS_ERROR", "columns_markdown", "output_files"]
+__all__ = ["OUTPUT_COLUMNS", "OUTPUT_SCHEMA", "STATUS_OK", "STATUS_ERROR", "columns_markdown", "output_dataset",
+           "output_files"]
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -95,3 +97,11 @@ def output_files(output: str, storage: StorageOptions | None) -> list[str]:
     except StorageError:  # no output yet
         return []
     return [f for f in files if not posixpath.basename(f).startswith((".", "_"))]
+
+
+def output_dataset(files: list[str], storage: StorageOptions | None) -> pads.Dataset:
+    """Labelling output files (:func:`output_files`, all under one output) as one dataset with :data:`OUTPUT_SCHEMA`
+    (a column an older file lacks reads as nulls)."""
+    filesystem, _ = resolve(files[0], storage)
+    return pads.dataset([resolve(f, storage)[1] for f in files], schema=OUTPUT_SCHEMA, filesystem=filesystem,
+                        format="parquet")

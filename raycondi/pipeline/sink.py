@@ -18,7 +18,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data import Datasink
@@ -26,7 +25,7 @@ from ray.data.block import BlockAccessor
 
 from raycondi import strategies
 from raycondi.pipeline.config import LabelError
-from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK, output_files
+from raycondi.pipeline.schema import OUTPUT_SCHEMA, STATUS_OK, output_dataset, output_files
 from raycondi.video.storage import StorageOptions, join, resolve, write_bytes
 
 __all__ = ["LabelSink", "labelled_ids", "output_files", "publish"]
@@ -37,10 +36,8 @@ def labelled_ids(output: str, storage: StorageOptions | None = None) -> set[str]
     files = output_files(output, storage)
     if not files:
         return set()
-    filesystem, _ = resolve(output, storage)
-    paths = [resolve(f, storage)[1] for f in files]
     try:
-        ids = pads.dataset(paths, filesystem=filesystem, format="parquet").to_table(columns=["video_id"])
+        ids = output_dataset(files, storage).to_table(columns=["video_id"])
     except (OSError, pa.ArrowException) as error:
         raise LabelError(output, f"cannot read the existing output to resume: {error}") from None
     return set(ids["video_id"].to_pylist())

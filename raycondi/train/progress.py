@@ -2,7 +2,7 @@
 
 The loop runs in Ray Train workers, whose output does not reach the driver (:mod:`raycondi.console`), and the
 driver waits in ``trainer.fit()``. So rank 0 posts its progress to a :class:`Board`, a small actor of the
-run, and :func:`fit` runs ``trainer.fit()`` in a thread while it polls the board and draws a tqdm bar per
+run, and :func:`fit` runs ``trainer.fit()`` while a thread of its own polls the board and draws a tqdm bar per
 epoch (steps, rate, time left once the first epoch has told how many steps an epoch has), then the epoch's
 metrics on one line. Without a terminal the bars are off and only the metric lines are printed. A Ray Tune
 trial runs the loop without a board (Tune reports its trials itself): :class:`Progress` then does nothing.
@@ -11,9 +11,9 @@ trial runs the loop without a board (Tune reports its trials itself): :class:`Pr
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import ray
@@ -100,24 +100,31 @@ class _Bars:
             self.bar = None
 
 
-def _watch(board: Any, running: Future, bars: _Bars) -> None:
+def _watch(board: Any, stop: threading.Event, bars: _Bars) -> None:
     while True:
-        done = running.done()
+        last = stop.wait(_POLL_S)  # once stopped, one more take: the last epoch's metrics
         try:
             events = ray.get(board.take.remote(), timeout=10)
         except (ray.exceptions.RayError, TimeoutError):  # progress is a courtesy: never fail the run for it
             events = []
         for event in events:
             bars.show(event)
-        if done:
+        if last:
             bars.close()
             return
-        wait([running], timeout=_POLL_S)
 
 
 def fit(trainer: Any, board: Any, title: str, epochs: int) -> Any:
-    """``trainer.fit()`` with its progress drawn from ``board`` (module docstring); its result."""
-    with ThreadPoolExecutor(1, thread_name_prefix="raycondi-fit") as pool:
-        running = pool.submit(trainer.fit)
-        _watch(board, running, _Bars(title, epochs))
-        return running.result()
+    """``trainer.fit()`` with its progress drawn from ``board`` (module docstring); its result.
+
+    ``fit()`` runs on the calling thread and the drawing in a daemon thread: Ray Train installs its Ctrl-C handler
+    (stop the run, keep its checkpoints) only when ``fit()`` runs on the main thread."""
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(board, stop, _Bars(title, epochs)), name="raycondi-progress",
+                               daemon=True)
+    watcher.start()
+    try:
+        return trainer.fit()
+    finally:
+        stop.set()
+        watcher.join(timeout=15)

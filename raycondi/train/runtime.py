@@ -262,28 +262,28 @@ def launch(
 
     filesystem, path = resolve(out, storage)
     board = progress.Board.remote()
-    trainer = TorchTrainer(
-        train_func,
-        train_loop_config={**loop_config, "board": board},
-        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        scaling_config=ScalingConfig(
-            num_workers=workers,
-            use_gpu=gpu,
-            resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if gpu else {})},
-        ),
-        datasets=dict(datasets),
-        # Validation is not split by Ray Data (that could drop clips to even out the shards); each worker
-        # evaluates every world_size-th batch of it instead.
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(
-            name="run",
-            storage_path=path,
-            storage_filesystem=filesystem,
-            failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=RayCheckpointConfig(num_to_keep=None),
-        ),
-    )
     try:
+        trainer = TorchTrainer(
+            train_func,
+            train_loop_config={**loop_config, "board": board},
+            torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+            scaling_config=ScalingConfig(
+                num_workers=workers,
+                use_gpu=gpu,
+                resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if gpu else {})},
+            ),
+            datasets=dict(datasets),
+            # Validation is not split by Ray Data (that could drop clips to even out the shards); each worker
+            # evaluates every world_size-th batch of it instead.
+            dataset_config=DataConfig(datasets_to_split=["train"]),
+            run_config=RunConfig(
+                name="run",
+                storage_path=path,
+                storage_filesystem=filesystem,
+                failure_config=FailureConfig(max_failures=max_failures),
+                checkpoint_config=RayCheckpointConfig(num_to_keep=None),
+            ),
+        )
         result = progress.fit(trainer, board, title, epochs)
     finally:
         ray.kill(board)

@@ -96,6 +96,15 @@ def _first_frame(uri: str, container, stream, stats: DecodeStats | None) -> av.V
     return first
 
 
+def _seek(container, stream, pts: int) -> None:
+    """Seek to the keyframe at or before ``pts``; :class:`NoSeek` where the demuxer refuses (FFmpeg's AVI demuxer
+    answers EPERM for some files)."""
+    try:
+        container.seek(pts, backward=True, any_frame=False, stream=stream)
+    except av.FFmpegError as error:
+        raise NoSeek(f"the demuxer cannot seek ({error})") from None
+
+
 class _Cursor:
     """Where the decoder is: the frames since the last seek, and the number of the last one it gave.
 
@@ -120,7 +129,7 @@ class _Cursor:
             return
         offset = round(self.grid.first_pts + n * self.grid.step)
         for _ in range(_RESEEKS):
-            self.container.seek(offset, backward=True, any_frame=False, stream=self.stream)
+            _seek(self.container, self.stream, offset)
             self.frames = packets_to_frames(self.uri, self.container.demux(self.stream), self.stats,
                                             skip=self._skip, codec=self.stream.codec_context)
             self.pending, self.position = next(self.frames, None), -1
@@ -191,7 +200,7 @@ class SeekingDecoder:
                 packets.append((p.pts, p.duration, p.is_keyframe))
         if not packets or any(pts is None for pts, _, _ in packets):
             raise NoSeek("a packet has no timestamp")
-        container.seek(0, backward=True, any_frame=False, stream=stream)
+        _seek(container, stream, 0)
         first = _first_frame(self.uri, container, stream, stats)
         numbered = FrameGrid(first.pts, first.time or 0.0, step, 0, 0.0)
         last_pts, last_duration, _ = max(packets)

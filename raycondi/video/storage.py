@@ -108,7 +108,7 @@ def check_endpoint(uris: Iterable[str | None], options: StorageOptions | None = 
     options = options or StorageOptions()
     source, endpoint = _endpoint(options)
     probe = pafs.S3FileSystem(region=_region(options), retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
-                              connect_timeout=3, request_timeout=5, **_endpoint_kwargs(endpoint))
+                              connect_timeout=3, request_timeout=30, **_endpoint_kwargs(endpoint))
     try:
         probe.get_file_info(bucket)
     except (OSError, pyarrow.ArrowException) as error:
