@@ -27,6 +27,7 @@ a local temporary file until the command ends, then kept under the output (local
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -137,9 +138,9 @@ def _keep(local: str, uri: str, storage: StorageOptions | None) -> None:
     if os.path.getsize(local) == 0:
         os.remove(local)
         return
-    try:
+    try:  # one attempt: an endpoint that went away must not hold the command's exit for minutes
         with open(local, "rb") as f:
-            write_bytes(uri, f.read(), storage)
+            write_bytes(uri, f.read(), dataclasses.replace(storage or StorageOptions(), max_attempts=1))
     except OSError as error:  # the job's outcome matters more than its log: keep the local copy, say where
         print(f"raycondi: Ray's log lines are in {local} (could not write {uri}: {error})", file=sys.stderr)
         return

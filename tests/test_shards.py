@@ -26,7 +26,7 @@ from raycondi.datasets.shards import (
     read_summary,
 )
 from raycondi.video.decode import ClipSpec
-from raycondi.video.storage import StorageError, join, list_files, resolve
+from raycondi.video.storage import StorageError, join, list_files, resolve, write_bytes
 
 CLIP = ClipSpec(clip_len=8, size=32)
 FPS = 25
@@ -72,7 +72,8 @@ def dataset(s3_server, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def prepared(dataset, s3_server, ray_runtime):
     out = s3_server.uri("shards/out")
-    return prepare(dataset, out, clip=CLIP), out
+    write_bytes(join(out, "_logs", "prepare-earlier.log"), b"a run that failed before it wrote a shard\n")
+    return prepare(dataset, out, clip=CLIP), out  # that run's log does not make the output "not empty"
 
 
 def read_split(out: str, split: str) -> pa.Table:
@@ -99,7 +100,7 @@ def test_prepare_from_s3_into_s3(dataset, prepared):
     assert json.loads(summary.to_json())["clip"] == {"clip_len": 8, "size": 32, "stride": 1}
 
     layout = {uri[len(out) + 1 :].split("/")[0] for uri in list_files(out)}
-    assert layout == {"dataset.json", "failed.parquet", "train", "val", "test"}
+    assert layout == {"_logs", "dataset.json", "failed.parquet", "train", "val", "test"}
     for split in ("train", "val", "test"):
         table = read_split(out, split)
         assert table.schema.remove_metadata() == CLIP_SCHEMA

@@ -153,7 +153,8 @@ def prepare(
     not empty. Runs on the current Ray cluster (``ray.init()`` is called when none is connected).
     """
     dataset, out = _absolute(dataset), _absolute(out)
-    if exists(out, storage) and list_files(out, options=storage):
+    if exists(out, storage) and any(not f[len(out):].lstrip("/").startswith(("_", "."))  # not data: _logs/
+                                    for f in list_files(out, options=storage)):
         raise StorageError(out, "output folder is not empty; prepare writes into a new folder")
     videos = read_dataset(dataset, format, storage)
     classes = tuple(classes_of(videos))
