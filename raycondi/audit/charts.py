@@ -7,24 +7,15 @@ import io
 from collections import Counter
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from raycondi.plotting import plt, png
 
 __all__ = ["CLASSES_SHOWN", "classes_png", "confidence_png", "image_png", "scores_png", "teacher_share_png"]
 
 CLASSES_SHOWN = 30  # a Kinetics-sized label set (400 classes) in one readable bar chart: the most frequent
 _BY = {"student": ("tab:orange", "labelled by the student"), "teacher": ("tab:red", "sent to the teacher")}
-
-
-def _png(figure) -> bytes:
-    out = io.BytesIO()
-    figure.savefig(out, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return out.getvalue()
 
 
 def image_png(pixels: np.ndarray) -> bytes:
@@ -46,7 +37,7 @@ def classes_png(labels: Counter) -> bytes:
         axes.text(0.5, 0.5, "no ok rows", ha="center", va="center", transform=axes.transAxes)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(axis="x", alpha=0.3)
-    return _png(figure)
+    return png(figure, 100)
 
 
 def scores_png(counts: np.ndarray, edges: np.ndarray) -> bytes:
@@ -57,7 +48,7 @@ def scores_png(counts: np.ndarray, edges: np.ndarray) -> bytes:
              title="Score distribution")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(axis="y", alpha=0.3)
-    return _png(figure)
+    return png(figure, 100)
 
 
 def teacher_share_png(teacher_clips: int, dense_clips: int) -> bytes:
@@ -68,7 +59,7 @@ def teacher_share_png(teacher_clips: int, dense_clips: int) -> bytes:
     axes.bar_label(bars, labels=[f"{dense_clips:,}", f"{teacher_clips:,}"], padding=3)
     axes.set(xlabel="clips", title="Teacher clips against dense")
     axes.set_xlim(0, max(dense_clips, teacher_clips, 1) * 1.15)
-    return _png(figure)
+    return png(figure, 100)
 
 
 def confidence_png(confidence: Sequence[float], clips: Sequence[int], selected: Sequence[int],
@@ -86,4 +77,4 @@ def confidence_png(confidence: Sequence[float], clips: Sequence[int], selected: 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", loc="best")
-    return _png(figure)
+    return png(figure, 100)

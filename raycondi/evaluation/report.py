@@ -12,13 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-from raycondi.evaluation.tables import AmbiguityRow, Result  # noqa: E402
-from raycondi.strategies import STRATEGIES, get  # noqa: E402
+from raycondi.evaluation.tables import AmbiguityRow, Result
+from raycondi.plotting import plt, png
+from raycondi.strategies import STRATEGIES, get
 
 __all__ = [
     "accuracy_csv",
@@ -130,13 +126,6 @@ def table_v(rows: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def _png(figure) -> bytes:
-    out = io.BytesIO()
-    figure.savefig(out, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    return out.getvalue()
-
-
 def accuracy_vs_k_png(rows: Sequence[Result]) -> bytes:
     """Video accuracy against K, a line per strategy; Dense as a dashed horizontal line."""
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
@@ -150,7 +139,7 @@ def accuracy_vs_k_png(rows: Sequence[Result]) -> bytes:
     axes.set_xticks(sorted({r.k for r in rows if r.k is not None}))
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    return _png(figure)
+    return png(figure, 120)
 
 
 def accuracy_vs_time_png(rows: Sequence[Result]) -> bytes:
@@ -170,7 +159,7 @@ def accuracy_vs_time_png(rows: Sequence[Result]) -> bytes:
              title="Accuracy against time per video")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    return _png(figure)
+    return png(figure, 120)
 
 
 def _auroc(value: float) -> str:
