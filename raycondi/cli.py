@@ -32,11 +32,10 @@ def _prepare(args: argparse.Namespace) -> int:
     from raycondi.datasets.manifests import ManifestError
     from raycondi.datasets.shards import prepare
     from raycondi.video.decode import ClipSpec
-    from raycondi.video.storage import UriError, check_endpoint
+    from raycondi.video.storage import UriError
 
     clip = ClipSpec(clip_len=args.clip_len, size=args.size, stride=args.stride)
-    try:  # prepare checks the output and reads the dataset on the driver, then starts Ray
-        check_endpoint((args.dataset, args.out), storage_options(args))
+    try:  # prepare checks the endpoint and the output and reads the dataset on the driver, then starts Ray
         summary = prepare(args.dataset, args.out, format=args.format, clip=clip, storage=storage_options(args))
     except (UriError, ManifestError, ValueError) as error:
         print(f"raycondi prepare: {error}", file=sys.stderr)
@@ -354,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in LOG_UNDER:
         commands.choices[name].add_argument(
             "--verbose", action="store_true",
-            help="show Ray's log lines on the terminal too (default: only in the log file under the output)")
+            help="show Ray's log lines on the terminal (default: they go to a log file under the output)")
     return parser
 
 

@@ -70,6 +70,7 @@ from raycondi.video.seek import keyframe_offsets
 from raycondi.video.storage import (
     StorageError,
     StorageOptions,
+    check_endpoint,
     exists,
     join,
     list_files,
@@ -150,9 +151,10 @@ def prepare(
     ``format`` is passed to :func:`~raycondi.datasets.manifests.read_dataset` (detected when ``None``).
     Videos that fail to decode are listed in ``out/failed.parquet`` and counted in the summary; they do not
     fail the run. Raises ``ManifestError`` for a dataset with problems and ``StorageError`` when ``out`` is
-    not empty. Runs on the current Ray cluster (``ray.init()`` is called when none is connected).
+    not empty or the S3 endpoint cannot be connected to. Runs on the current Ray cluster (``ray.init()`` is called when none is connected).
     """
     dataset, out = _absolute(dataset), _absolute(out)
+    check_endpoint((dataset, out), storage)
     if exists(out, storage) and any(not f[len(out):].lstrip("/").startswith(("_", "."))  # not data: _logs/
                                     for f in list_files(out, options=storage)):
         raise StorageError(out, "output folder is not empty; prepare writes into a new folder")
